@@ -14,6 +14,7 @@ pub mod boot;
 pub mod decode;
 pub mod devices;
 pub mod guest_mem;
+pub mod layout;
 pub mod loader;
 pub mod manifest;
 pub mod mm;
