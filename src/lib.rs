@@ -24,4 +24,6 @@ pub mod vmm;
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
+pub mod hypervisor;
+#[cfg(target_os = "none")]
 pub mod virt;

@@ -1,1 +1,7 @@
-//! (being written)
+//! Physical memory management: which host frames are free, handed out and returned.
+
+#![forbid(unsafe_code)]
+
+pub mod frames;
+
+pub use frames::FrameAllocator;

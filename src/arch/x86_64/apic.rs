@@ -1,0 +1,114 @@
+//! The local APIC of the running CPU, in xAPIC (MMIO) or x2APIC (MSR) mode, whichever the
+//! firmware left enabled (Intel SDM vol.3 ch.11; AMD APM vol.2 ch.16).
+
+use core::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::cpu::{self, MSR_APIC_BASE};
+use super::idt::SPURIOUS_VECTOR;
+
+const APIC_BASE_ENABLE: u64 = 1 << 11;
+const APIC_BASE_X2APIC: u64 = 1 << 10;
+const APIC_BASE_ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
+
+// Register offsets (xAPIC MMIO); the x2APIC MSR is 0x800 + offset / 16.
+const REG_ID: u32 = 0x20;
+const REG_EOI: u32 = 0xB0;
+const REG_SVR: u32 = 0xF0;
+const REG_ICR_LOW: u32 = 0x300;
+const REG_ICR_HIGH: u32 = 0x310;
+const SVR_ENABLE: u32 = 1 << 8;
+const ICR_DELIVERY_PENDING: u32 = 1 << 12;
+
+/// ICR delivery modes and shorthands.
+const ICR_FIXED: u32 = 0 << 8;
+const ICR_NMI: u32 = 4 << 8;
+const ICR_INIT: u32 = 5 << 8;
+const ICR_STARTUP: u32 = 6 << 8;
+const ICR_LEVEL_ASSERT: u32 = 1 << 14;
+const ICR_ALL_EXCLUDING_SELF: u32 = 3 << 18;
+
+static XAPIC_BASE: AtomicU64 = AtomicU64::new(0);
+static X2APIC: AtomicBool = AtomicBool::new(false);
+
+fn read(reg: u32) -> u32 {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: x2APIC mode is on, so the APIC MSR range 0x800-0x8FF exists; reads are harmless.
+        unsafe { cpu::rdmsr(0x800 + reg / 16) as u32 }
+    } else {
+        let addr = XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg);
+        // SAFETY: the xAPIC page is identity-mapped and owned by the hypervisor; register reads
+        // have no side effects.
+        unsafe { core::ptr::read_volatile(addr as *const u32) }
+    }
+}
+
+fn write(reg: u32, value: u32) {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: x2APIC mode is on; the register exists and the value is a valid command.
+        unsafe { cpu::wrmsr(0x800 + reg / 16, u64::from(value)) };
+    } else {
+        let addr = XAPIC_BASE.load(Ordering::Relaxed) + u64::from(reg);
+        // SAFETY: the xAPIC page is identity-mapped and owned by the hypervisor.
+        unsafe { core::ptr::write_volatile(addr as *mut u32, value) };
+    }
+}
+
+/// Enables this CPU's local APIC with the spurious vector set.
+pub fn init() {
+    // SAFETY: IA32_APIC_BASE exists on every x86_64 CPU.
+    let base = unsafe { cpu::rdmsr(MSR_APIC_BASE) };
+    X2APIC.store(base & APIC_BASE_X2APIC != 0, Ordering::Relaxed);
+    XAPIC_BASE.store(base & APIC_BASE_ADDR_MASK, Ordering::Relaxed);
+    if base & APIC_BASE_ENABLE == 0 {
+        // SAFETY: setting the global enable bit only turns on this CPU's own APIC.
+        unsafe { cpu::wrmsr(MSR_APIC_BASE, base | APIC_BASE_ENABLE) };
+    }
+    write(REG_SVR, SVR_ENABLE | u32::from(SPURIOUS_VECTOR));
+}
+
+/// This CPU's local APIC id.
+pub fn id() -> u32 {
+    if X2APIC.load(Ordering::Relaxed) {
+        read(REG_ID)
+    } else {
+        read(REG_ID) >> 24
+    }
+}
+
+/// Signals end of interrupt.
+pub fn eoi() {
+    write(REG_EOI, 0);
+}
+
+fn send(dest: u32, command: u32) {
+    if X2APIC.load(Ordering::Relaxed) {
+        // SAFETY: in x2APIC mode the ICR is one 64-bit MSR (0x830); the command is valid.
+        unsafe { cpu::wrmsr(0x830, (u64::from(dest) << 32) | u64::from(command)) };
+    } else {
+        write(REG_ICR_HIGH, dest << 24);
+        write(REG_ICR_LOW, command);
+        while read(REG_ICR_LOW) & ICR_DELIVERY_PENDING != 0 {
+            cpu::relax();
+        }
+    }
+}
+
+/// Sends INIT to the CPU with APIC id `dest`.
+pub fn send_init(dest: u32) {
+    send(dest, ICR_INIT | ICR_LEVEL_ASSERT);
+}
+
+/// Sends a STARTUP IPI making `dest` start in real mode at `page * 4096`.
+pub fn send_startup(dest: u32, page: u8) {
+    send(dest, ICR_STARTUP | ICR_LEVEL_ASSERT | u32::from(page));
+}
+
+/// Sends a fixed interrupt `vector` to `dest`.
+pub fn send_ipi(dest: u32, vector: u8) {
+    send(dest, ICR_FIXED | u32::from(vector));
+}
+
+/// Sends an NMI to every other CPU.
+pub fn nmi_all_others() {
+    send(0, ICR_NMI | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF);
+}
