@@ -169,6 +169,15 @@ impl BootInfo {
         }
         memory.retain(|r| r.len > 0);
         memory.sort_by_key(|r| r.start);
+        // The EFI map lists many small neighbouring ranges of one kind: merge them.
+        let mut merged: Vec<MemRegion> = Vec::with_capacity(memory.len());
+        for r in memory {
+            match merged.last_mut() {
+                Some(last) if last.kind == r.kind && last.end() == r.start => last.len += r.len,
+                _ => merged.push(r),
+            }
+        }
+        let memory = merged;
 
         let modules = info
             .module_tags()

@@ -76,6 +76,7 @@ fn uefi_style_map_takes_precedence_and_frees_boot_services_memory() {
             desc(EFIMemoryAreaType::RUNTIME_SERVICES_CODE, 0x200000, 4),
             desc(EFIMemoryAreaType::ACPI_NON_VOLATILE, 0x300000, 1),
             desc(EFIMemoryAreaType::LOADER_DATA, 0x400000, 2),
+            desc(EFIMemoryAreaType::CONVENTIONAL, 0x402000, 3),
         ]));
     let bi = with_info(b, |i| BootInfo::parse(MULTIBOOT2_MAGIC, i)).unwrap();
     assert!(bi.is_uefi);
@@ -91,7 +92,8 @@ fn uefi_style_map_takes_precedence_and_frees_boot_services_memory() {
             RegionKind::Usable
         ]
     );
-    assert_eq!(bi.usable_bytes(), (0x9f + 16 + 2) * 4096);
+    assert_eq!(bi.usable_bytes(), (0x9f + 16 + 2 + 3) * 4096);
+    assert_eq!(bi.memory.len(), 5, "touching ranges of one kind are merged");
 }
 
 #[test]

@@ -16,6 +16,8 @@ use crate::mm::FrameAllocator;
 pub const HEAP_BYTES: usize = 16 << 20;
 /// Memory below this is never handed out (real-mode structures, the AP trampoline).
 const LOW_MEMORY_END: u64 = 0x10_0000;
+/// End of the memory the hypervisor can reach through its page tables.
+const IDENTITY_MAPPED_END: u64 = 0x1_0000_0000;
 
 #[repr(C, align(4096))]
 struct HeapArea(core::cell::UnsafeCell<[u8; HEAP_BYTES]>);
@@ -67,6 +69,11 @@ pub fn init_frames(info: &BootInfo) {
         frames.reserve(r.start, r.end());
     }
     frames.reserve(HostPhysAddr::ZERO, HostPhysAddr::new(LOW_MEMORY_END));
+    // The boot page tables identity-map only the first 4 GiB.
+    frames.reserve(
+        HostPhysAddr::new(IDENTITY_MAPPED_END),
+        HostPhysAddr::new(u64::MAX),
+    );
     let (ks, ke) = kernel_image();
     frames.reserve(ks, ke);
     frames.reserve(info.info_start, info.info_start + info.info_len);
