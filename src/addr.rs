@@ -113,16 +113,25 @@ mod tests {
     #[test]
     fn prints_with_space_prefix() {
         assert_eq!(format!("{}", GuestPhysAddr::new(0x1000)), "GPA:0x1000");
-        assert_eq!(format!("{:?}", HostPhysAddr::new(0xfee0_0000)), "HPA:0xfee00000");
+        assert_eq!(
+            format!("{:?}", HostPhysAddr::new(0xfee0_0000)),
+            "HPA:0xfee00000"
+        );
     }
 
     #[test]
     fn alignment_helpers() {
         let a = HostPhysAddr::new(0x1234);
         assert_eq!(a.align_down(PAGE_SIZE), HostPhysAddr::new(0x1000));
-        assert_eq!(a.checked_align_up(PAGE_SIZE), Some(HostPhysAddr::new(0x2000)));
+        assert_eq!(
+            a.checked_align_up(PAGE_SIZE),
+            Some(HostPhysAddr::new(0x2000))
+        );
         assert!(!a.is_aligned(PAGE_SIZE));
-        assert_eq!(HostPhysAddr::new(u64::MAX).checked_align_up(PAGE_SIZE), None);
+        assert_eq!(
+            HostPhysAddr::new(u64::MAX).checked_align_up(PAGE_SIZE),
+            None
+        );
         assert_eq!(GuestPhysAddr::new(u64::MAX).checked_add(1), None);
     }
 }

@@ -25,7 +25,11 @@ pub struct GuestMemError {
 
 impl fmt::Display for GuestMemError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} length {:#x} is outside guest RAM", self.gpa, self.len)
+        write!(
+            f,
+            "{} length {:#x} is outside guest RAM",
+            self.gpa, self.len
+        )
     }
 }
 
@@ -109,7 +113,10 @@ pub struct VecGuestMemory {
 impl VecGuestMemory {
     /// `size` zeroed bytes of guest RAM starting at `base`.
     pub fn new(base: GuestPhysAddr, size: usize) -> Self {
-        Self { base, bytes: RefCell::new(vec![0; size]) }
+        Self {
+            base,
+            bytes: RefCell::new(vec![0; size]),
+        }
     }
 
     /// A copy of the whole RAM, for assertions.
@@ -122,7 +129,10 @@ impl VecGuestMemory {
         if range_within(self.base, size, gpa, len as u64) {
             Ok((gpa - self.base) as usize)
         } else {
-            Err(GuestMemError { gpa, len: len as u64 })
+            Err(GuestMemError {
+                gpa,
+                len: len as u64,
+            })
         }
     }
 }
