@@ -19,11 +19,10 @@ pub mod loader;
 pub mod manifest;
 pub mod mm;
 pub mod paging;
+pub mod virt;
 pub mod vmm;
 
 #[cfg(target_os = "none")]
 pub mod arch;
 #[cfg(target_os = "none")]
 pub mod hypervisor;
-#[cfg(target_os = "none")]
-pub mod virt;
