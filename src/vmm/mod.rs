@@ -6,6 +6,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cpuid;
+pub mod dispatch;
 pub mod msr;
 pub mod stats;
 

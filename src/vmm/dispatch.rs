@@ -1,0 +1,276 @@
+//! What each exit means: the vendor-neutral exit handlers, generic over [`Vcpu`].
+
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::fmt::Write;
+
+use super::cpuid::{self, CpuidContext};
+use super::msr::{MsrOutcome, MsrState, MSR_EFER};
+use super::stats::ExitStats;
+use crate::devices::uart::Uart;
+use crate::guest_mem::GuestMemory;
+use crate::layout::{COM1_PORT, GUEST_EXIT_PORT};
+use crate::virt::{reg, IoAccess, Vcpu, VmExit};
+
+/// #UD.
+pub const VECTOR_UD: u8 = 6;
+/// #GP.
+pub const VECTOR_GP: u8 = 13;
+/// Unassigned accesses logged per guest before going quiet (they are still counted).
+const UNASSIGNED_LOG_LIMIT: u64 = 8;
+
+/// What the hypervisor around the VMM provides.
+pub trait Host {
+    /// The physical CPU's answer to CPUID.
+    fn cpuid(&self, leaf: u32, subleaf: u32) -> [u32; 4];
+    /// Highest basic and extended CPUID leaves of the host.
+    fn cpuid_max(&self) -> (u32, u32);
+    /// The current TSC.
+    fn tsc(&self) -> u64;
+    /// TSC frequency in kHz.
+    fn tsc_khz(&self) -> u64;
+    /// One line of console output from the guest.
+    fn console_line(&mut self, line: &[u8]);
+}
+
+/// Devices and counters one guest shares between its vCPUs.
+#[derive(Debug, Default)]
+pub struct GuestDevices {
+    /// COM1.
+    pub uart: Uart,
+    /// Accesses to ports with nothing behind them.
+    pub unassigned_io: u64,
+    /// Accesses to guest-physical addresses with nothing behind them.
+    pub unassigned_mmio: u64,
+}
+
+/// One vCPU's own emulation state.
+#[derive(Debug)]
+pub struct VcpuState {
+    /// vCPU number in its guest.
+    pub index: u32,
+    /// vCPUs in the guest.
+    pub count: u32,
+    /// Emulated MSRs.
+    pub msrs: MsrState,
+    /// Exit counts.
+    pub stats: ExitStats,
+}
+
+impl VcpuState {
+    /// State at reset.
+    pub fn new(index: u32, count: u32) -> Self {
+        Self { index, count, msrs: MsrState::new(index), stats: ExitStats::default() }
+    }
+}
+
+/// Why a guest stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StopReason {
+    /// The guest wrote `status` to the exit port (0 = success).
+    Exited(u8),
+    /// The guest crashed (triple fault, impossible state); the report says how.
+    Crashed(String),
+    /// The hypervisor could not continue running it.
+    Fatal(String),
+}
+
+impl StopReason {
+    /// Whether this counts as a crash for the `on_crash` policy.
+    pub fn is_crash(&self) -> bool {
+        !matches!(self, Self::Exited(_))
+    }
+}
+
+/// What the run loop does next.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Enter the guest again.
+    Resume,
+    /// The guest executed HLT: wait for an interrupt for it.
+    Halt,
+    /// Stop the guest.
+    Stop(StopReason),
+}
+
+fn insn_len<V: Vcpu>(vcpu: &V, fixed: u8) -> u8 {
+    vcpu.exit_insn_len().unwrap_or(fixed)
+}
+
+fn skip<V: Vcpu>(vcpu: &mut V, len: u8) {
+    let rip = vcpu.rip().wrapping_add(u64::from(len));
+    vcpu.set_rip(rip);
+}
+
+/// A crash report: exit, RIP and registers.
+pub fn crash_report<V: Vcpu>(vcpu: &mut V, what: &str) -> String {
+    let rip = vcpu.rip();
+    let p = vcpu.paging();
+    let r = vcpu.regs().gprs;
+    let mut s = String::new();
+    let _ = write!(s, "{what} at RIP {rip:#x} (CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x})", p.cr0, p.cr3, p.cr4, p.efer);
+    const NAMES: [&str; 16] = ["RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI", "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15"];
+    for (i, n) in NAMES.iter().enumerate() {
+        let _ = write!(s, "{}{n}={:#x}", if i % 4 == 0 { "\n  " } else { " " }, r[i]);
+    }
+    s
+}
+
+/// Handles one exit of `vcpu`.
+pub fn handle<V: Vcpu, H: Host>(vcpu: &mut V, exit: VmExit, st: &mut VcpuState, dev: &mut GuestDevices, _mem: &dyn GuestMemory, host: &mut H) -> Next {
+    st.stats.count(exit.name());
+    match exit {
+        VmExit::Cpuid => {
+            let regs = vcpu.regs();
+            let (leaf, sub) = (regs.gpr(reg::RAX) as u32, regs.gpr(reg::RCX) as u32);
+            let (max_basic, max_ext) = host.cpuid_max();
+            let ctx = CpuidContext { vcpu_index: st.index, vcpu_count: st.count, tsc_khz: host.tsc_khz(), guest_cr4: vcpu.paging().cr4, x2apic: false };
+            let out = cpuid::filter(leaf, sub, host.cpuid(leaf, sub), max_basic, max_ext, &ctx);
+            let regs = vcpu.regs();
+            for (r, v) in [(reg::RAX, out[0]), (reg::RBX, out[1]), (reg::RCX, out[2]), (reg::RDX, out[3])] {
+                regs.set_gpr(r, u64::from(v));
+            }
+            let len = insn_len(vcpu, 2);
+            skip(vcpu, len);
+            Next::Resume
+        }
+        VmExit::MsrRead => {
+            let msr = vcpu.regs().gpr(reg::RCX) as u32;
+            match st.msrs.read(msr, vcpu.efer(), host.tsc()) {
+                MsrOutcome::Value(v) => {
+                    let regs = vcpu.regs();
+                    regs.set_gpr(reg::RAX, v & 0xFFFF_FFFF);
+                    regs.set_gpr(reg::RDX, v >> 32);
+                    let len = insn_len(vcpu, 2);
+                    skip(vcpu, len);
+                }
+                _ => {
+                    log::debug!("rdmsr {msr:#x} refused (#GP)");
+                    vcpu.inject_exception(VECTOR_GP, Some(0));
+                }
+            }
+            Next::Resume
+        }
+        VmExit::MsrWrite => {
+            let regs = vcpu.regs();
+            let msr = regs.gpr(reg::RCX) as u32;
+            let value = (regs.gpr(reg::RDX) << 32) | (regs.gpr(reg::RAX) & 0xFFFF_FFFF);
+            match st.msrs.write(msr, value, false) {
+                MsrOutcome::Fault => {
+                    log::debug!("wrmsr {msr:#x} <- {value:#x} refused (#GP)");
+                    vcpu.inject_exception(VECTOR_GP, Some(0));
+                }
+                MsrOutcome::Efer(v) if msr == MSR_EFER => {
+                    vcpu.set_efer(v);
+                    let len = insn_len(vcpu, 2);
+                    skip(vcpu, len);
+                }
+                _ => {
+                    let len = insn_len(vcpu, 2);
+                    skip(vcpu, len);
+                }
+            }
+            Next::Resume
+        }
+        VmExit::Io(io) => handle_io(vcpu, io, dev, host),
+        VmExit::Hlt => {
+            let len = insn_len(vcpu, 1);
+            skip(vcpu, len);
+            Next::Halt
+        }
+        VmExit::Invd => {
+            let len = insn_len(vcpu, 2);
+            skip(vcpu, len);
+            Next::Resume
+        }
+        VmExit::Hypercall | VmExit::VirtInstruction => {
+            vcpu.inject_exception(VECTOR_UD, None);
+            Next::Resume
+        }
+        VmExit::HostInterrupt | VmExit::InterruptWindow => Next::Resume,
+        VmExit::NestedFault { gpa, is_write, is_fetch } => {
+            dev.unassigned_mmio += 1;
+            let kind = if is_fetch {
+                "instruction fetch"
+            } else if is_write {
+                "write"
+            } else {
+                "read"
+            };
+            Next::Stop(StopReason::Crashed(crash_report(vcpu, &alloc::format!("{kind} of unbacked {gpa}"))))
+        }
+        VmExit::Shutdown => Next::Stop(StopReason::Crashed(crash_report(vcpu, "triple fault (shutdown)"))),
+        VmExit::EntryFailed(why) => Next::Stop(StopReason::Fatal(crash_report(vcpu, why))),
+        VmExit::Unknown { code, info1, info2 } => {
+            Next::Stop(StopReason::Fatal(crash_report(vcpu, &alloc::format!("unhandled exit {code:#x} (info {info1:#x}, {info2:#x})"))))
+        }
+    }
+}
+
+fn handle_io<V: Vcpu, H: Host>(vcpu: &mut V, io: IoAccess, dev: &mut GuestDevices, host: &mut H) -> Next {
+    let len = insn_len(vcpu, 1);
+    let mask: u64 = match io.size {
+        1 => 0xFF,
+        2 => 0xFFFF,
+        _ => 0xFFFF_FFFF,
+    };
+    if io.is_string {
+        // INS/OUTS are not used by the guests Bulkhead runs; treat them as unassigned.
+        dev.unassigned_io += 1;
+        log::warn!("string I/O on port {:#x} ignored", io.port);
+        skip(vcpu, len);
+        return Next::Resume;
+    }
+    let mut result: Option<u64> = None;
+    match io.port {
+        p if (COM1_PORT..COM1_PORT + 8).contains(&p) => {
+            let off = p - COM1_PORT;
+            if io.is_in {
+                result = Some(u64::from(dev.uart.read(off)));
+            } else if let Some(line) = dev.uart.write(off, vcpu.regs().gpr(reg::RAX) as u8) {
+                host.console_line(&line);
+            }
+        }
+        GUEST_EXIT_PORT if !io.is_in => {
+            let status = vcpu.regs().gpr(reg::RAX) as u8;
+            skip(vcpu, len);
+            if let Some(line) = dev.uart.take_partial_line() {
+                host.console_line(&line);
+            }
+            return Next::Stop(StopReason::Exited(status));
+        }
+        port => {
+            dev.unassigned_io += 1;
+            if dev.unassigned_io <= UNASSIGNED_LOG_LIMIT {
+                log::debug!("{} of unassigned port {port:#x} ({} bytes)", if io.is_in { "read" } else { "write" }, io.size);
+            }
+            if io.is_in {
+                result = Some(mask);
+            }
+        }
+    }
+    if let Some(v) = result {
+        let regs = vcpu.regs();
+        let old = regs.gpr(reg::RAX);
+        // IN to AL/AX keeps the rest of RAX; IN to EAX zero-extends (as any 32-bit write).
+        let new = if io.size == 4 { v & mask } else { (old & !mask) | (v & mask) };
+        regs.set_gpr(reg::RAX, new);
+    }
+    skip(vcpu, len);
+    Next::Resume
+}
+
+/// Flushes a guest's unfinished console line (when it stops).
+pub fn flush_console<H: Host>(dev: &mut GuestDevices, host: &mut H) {
+    if let Some(line) = dev.uart.take_partial_line() {
+        host.console_line(&line);
+    }
+}
+
+/// Lines of text for a guest's exit statistics.
+pub fn stats_lines(stats: &ExitStats) -> Vec<String> {
+    alloc::vec![stats.summary()]
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,167 @@
+//! The dispatcher against a fake vCPU and a fake host.
+
+use super::*;
+use crate::addr::GuestPhysAddr;
+use crate::guest_mem::VecGuestMemory;
+use crate::virt::{EntryState, GuestRegs, PagingState};
+
+#[derive(Default)]
+struct FakeVcpu {
+    regs: GuestRegs,
+    rip: u64,
+    efer: u64,
+    len: Option<u8>,
+    injected: Vec<(u8, Option<u32>)>,
+}
+
+impl Vcpu for FakeVcpu {
+    fn run(&mut self) -> VmExit {
+        VmExit::Hlt
+    }
+    fn regs(&mut self) -> &mut GuestRegs {
+        &mut self.regs
+    }
+    fn rip(&self) -> u64 {
+        self.rip
+    }
+    fn set_rip(&mut self, rip: u64) {
+        self.rip = rip;
+    }
+    fn exit_insn_len(&self) -> Option<u8> {
+        self.len
+    }
+    fn paging(&self) -> PagingState {
+        PagingState::default()
+    }
+    fn inject_exception(&mut self, vector: u8, error_code: Option<u32>) {
+        self.injected.push((vector, error_code));
+    }
+    fn inject_interrupt(&mut self, _vector: u8) -> bool {
+        false
+    }
+    fn request_interrupt_window(&mut self, _enable: bool) {}
+    fn interrupts_enabled(&self) -> bool {
+        false
+    }
+    fn efer(&self) -> u64 {
+        self.efer
+    }
+    fn set_efer(&mut self, efer: u64) {
+        self.efer = efer;
+    }
+    fn reset(&mut self, state: &EntryState) {
+        self.regs = state.regs;
+        self.rip = state.rip;
+    }
+}
+
+#[derive(Default)]
+struct FakeHost {
+    lines: Vec<Vec<u8>>,
+}
+
+impl Host for FakeHost {
+    fn cpuid(&self, leaf: u32, _subleaf: u32) -> [u32; 4] {
+        [leaf, 0xFFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF]
+    }
+    fn cpuid_max(&self) -> (u32, u32) {
+        (0x16, 0x8000_0008)
+    }
+    fn tsc(&self) -> u64 {
+        1234
+    }
+    fn tsc_khz(&self) -> u64 {
+        3_000_000
+    }
+    fn console_line(&mut self, line: &[u8]) {
+        self.lines.push(line.to_vec());
+    }
+}
+
+fn setup() -> (FakeVcpu, VcpuState, GuestDevices, VecGuestMemory, FakeHost) {
+    let v = FakeVcpu { rip: 0x1000, ..Default::default() };
+    (v, VcpuState::new(0, 1), GuestDevices::default(), VecGuestMemory::new(GuestPhysAddr::new(0), 0x1000), FakeHost::default())
+}
+
+fn out(port: u16, size: u8) -> VmExit {
+    VmExit::Io(IoAccess { port, size, is_in: false, is_string: false, is_rep: false })
+}
+
+fn inp(port: u16, size: u8) -> VmExit {
+    VmExit::Io(IoAccess { port, size, is_in: true, is_string: false, is_rep: false })
+}
+
+#[test]
+fn cpuid_is_filtered_and_skipped() {
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    v.regs.set_gpr(reg::RAX, 1);
+    assert_eq!(handle(&mut v, VmExit::Cpuid, &mut st, &mut dev, &mem, &mut host), Next::Resume);
+    assert_eq!(v.regs.gpr(reg::RCX) & (1 << 5), 0, "no VMX");
+    assert_ne!(v.regs.gpr(reg::RCX) & (1 << 31), 0, "hypervisor bit");
+    assert_eq!(v.rip, 0x1002, "CPUID is two bytes when the hardware gives no length");
+    v.len = Some(3);
+    handle(&mut v, VmExit::Cpuid, &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.rip, 0x1005, "hardware length wins");
+    assert_eq!(st.stats.get("cpuid"), 2);
+}
+
+#[test]
+fn uart_output_reaches_the_host_in_lines_and_exit_port_stops() {
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    for b in b"ok\n" {
+        v.regs.set_gpr(reg::RAX, u64::from(*b));
+        handle(&mut v, out(COM1_PORT, 1), &mut st, &mut dev, &mem, &mut host);
+    }
+    assert_eq!(host.lines, [b"ok".to_vec()]);
+    v.regs.set_gpr(reg::RAX, b'x'.into());
+    handle(&mut v, out(COM1_PORT, 1), &mut st, &mut dev, &mem, &mut host);
+    v.regs.set_gpr(reg::RAX, 3);
+    assert_eq!(handle(&mut v, out(GUEST_EXIT_PORT, 1), &mut st, &mut dev, &mem, &mut host), Next::Stop(StopReason::Exited(3)));
+    assert_eq!(host.lines.last().unwrap(), b"x", "partial line flushed at exit");
+}
+
+#[test]
+fn unassigned_ports_read_all_ones_and_keep_upper_bits() {
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    v.regs.set_gpr(reg::RAX, 0x1122_3344_5566_7788);
+    handle(&mut v, inp(0xCFC, 1), &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.regs.gpr(reg::RAX), 0x1122_3344_5566_77FF);
+    handle(&mut v, inp(0xCFC, 2), &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.regs.gpr(reg::RAX), 0x1122_3344_5566_FFFF);
+    handle(&mut v, inp(0xCFC, 4), &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.regs.gpr(reg::RAX), 0xFFFF_FFFF, "32-bit IN zero-extends");
+    handle(&mut v, out(0xCF9, 1), &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(dev.unassigned_io, 4);
+}
+
+#[test]
+fn msr_policy_applies() {
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    v.regs.set_gpr(reg::RCX, 0xC001_0117);
+    handle(&mut v, VmExit::MsrRead, &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.injected, [(VECTOR_GP, Some(0))]);
+    assert_eq!(v.rip, 0x1000, "a faulting RDMSR does not advance");
+    v.regs.set_gpr(reg::RCX, u64::from(MSR_EFER));
+    v.regs.set_gpr(reg::RAX, 0x501);
+    v.regs.set_gpr(reg::RDX, 0);
+    handle(&mut v, VmExit::MsrWrite, &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.efer, 0x501);
+    v.regs.set_gpr(reg::RAX, 1 << 12);
+    handle(&mut v, VmExit::MsrWrite, &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.injected.len(), 2, "EFER.SVME write faults");
+    v.regs.set_gpr(reg::RCX, 0x10);
+    handle(&mut v, VmExit::MsrRead, &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.regs.gpr(reg::RAX), 1234);
+}
+
+#[test]
+fn virtualization_instructions_raise_ud_and_triple_fault_crashes() {
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    handle(&mut v, VmExit::VirtInstruction, &mut st, &mut dev, &mem, &mut host);
+    handle(&mut v, VmExit::Hypercall, &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.injected, [(VECTOR_UD, None), (VECTOR_UD, None)]);
+    match handle(&mut v, VmExit::Shutdown, &mut st, &mut dev, &mem, &mut host) {
+        Next::Stop(r @ StopReason::Crashed(_)) => assert!(r.is_crash()),
+        other => panic!("{other:?}"),
+    }
+}
