@@ -5,6 +5,7 @@ pub mod acpi;
 pub mod apic;
 pub mod cpu;
 pub mod entry;
+pub mod guest_ram;
 pub mod idt;
 pub mod memory;
 pub mod percpu;
