@@ -1,0 +1,239 @@
+//! Thin wrappers over CPU instructions the guests need: CPUID, RDMSR/WRMSR, port I/O, RDTSC,
+//! HLT, and reading the control registers.
+
+use core::arch::asm;
+
+/// The four registers CPUID returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cpuid {
+    pub eax: u32,
+    pub ebx: u32,
+    pub ecx: u32,
+    pub edx: u32,
+}
+
+/// CPUID leaf 1 ECX bit 5: VMX (Intel SDM vol.2A, CPUID, table "Feature Information").
+pub const LEAF1_ECX_VMX: u32 = 1 << 5;
+/// CPUID leaf 1 ECX bit 21: x2APIC.
+pub const LEAF1_ECX_X2APIC: u32 = 1 << 21;
+/// CPUID leaf 1 ECX bit 31: running under a hypervisor.
+pub const LEAF1_ECX_HYPERVISOR: u32 = 1 << 31;
+/// CPUID 0x8000_0001 ECX bit 2: SVM (AMD APM vol.3, appendix E.4.2).
+pub const EXT1_ECX_SVM: u32 = 1 << 2;
+/// CPUID 0x8000_0001 EDX bit 26: 1 GiB pages.
+pub const EXT1_EDX_PAGE1GB: u32 = 1 << 26;
+
+/// First hypervisor CPUID leaf (vendor signature, max hypervisor leaf in EAX).
+pub const HV_LEAF_BASE: u32 = 0x4000_0000;
+/// Hypervisor leaf with the TSC frequency in kHz in EAX (the VMware/KVM convention).
+pub const HV_LEAF_TIMING: u32 = 0x4000_0010;
+
+/// Executes CPUID with the given leaf and subleaf.
+pub fn cpuid(leaf: u32, subleaf: u32) -> Cpuid {
+    let r = core::arch::x86_64::__cpuid_count(leaf, subleaf);
+    Cpuid {
+        eax: r.eax,
+        ebx: r.ebx,
+        ecx: r.ecx,
+        edx: r.edx,
+    }
+}
+
+fn regs_to_bytes(regs: [u32; 3]) -> [u8; 12] {
+    let mut out = [0u8; 12];
+    for (chunk, reg) in out.chunks_exact_mut(4).zip(regs) {
+        chunk.copy_from_slice(&reg.to_le_bytes());
+    }
+    out
+}
+
+/// The CPU vendor string from leaf 0 (EBX, EDX, ECX order), e.g. `AuthenticAMD`.
+pub fn vendor() -> [u8; 12] {
+    let r = cpuid(0, 0);
+    regs_to_bytes([r.ebx, r.edx, r.ecx])
+}
+
+/// Which vendor's virtualization instructions the CPU natively knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Vendor {
+    Amd,
+    Intel,
+    Other,
+}
+
+/// Classifies [`vendor`].
+pub fn vendor_kind() -> Vendor {
+    match &vendor() {
+        b"AuthenticAMD" | b"HygonGenuine" => Vendor::Amd,
+        b"GenuineIntel" => Vendor::Intel,
+        _ => Vendor::Other,
+    }
+}
+
+/// The hypervisor leaf 0x4000_0000: its maximum hypervisor leaf (EAX) and the 12-byte
+/// signature in EBX, ECX, EDX order. `None` when CPUID leaf 1 does not set the hypervisor bit.
+pub fn hypervisor_leaf() -> Option<(u32, [u8; 12])> {
+    if cpuid(1, 0).ecx & LEAF1_ECX_HYPERVISOR == 0 {
+        return None;
+    }
+    let r = cpuid(HV_LEAF_BASE, 0);
+    Some((r.eax, regs_to_bytes([r.ebx, r.ecx, r.edx])))
+}
+
+/// Signature Bulkhead puts in leaf 0x4000_0000 (EBX, ECX, EDX).
+pub const BULKHEAD_SIGNATURE: [u8; 12] = *b"Bulkhead\0\0\0\0";
+
+/// True when the hypervisor leaf says "Bulkhead".
+pub fn is_bulkhead() -> bool {
+    matches!(hypervisor_leaf(), Some((_, sig)) if sig == BULKHEAD_SIGNATURE)
+}
+
+/// Highest extended leaf (0x8000_0000 EAX).
+pub fn max_extended_leaf() -> u32 {
+    cpuid(0x8000_0000, 0).eax
+}
+
+/// True when 1 GiB pages are supported.
+pub fn has_1g_pages() -> bool {
+    max_extended_leaf() >= 0x8000_0001 && cpuid(0x8000_0001, 0).edx & EXT1_EDX_PAGE1GB != 0
+}
+
+/// Where a TSC frequency came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TscSource {
+    /// Leaf 0x15: crystal clock times the TSC/crystal ratio.
+    Leaf15,
+    /// Leaf 0x16: processor base frequency in MHz.
+    Leaf16,
+    /// Hypervisor leaf 0x4000_0010 EAX, in kHz.
+    Hypervisor,
+}
+
+/// The TSC frequency in Hz and where it came from, if any CPUID leaf tells it.
+pub fn tsc_hz() -> Option<(u64, TscSource)> {
+    let max_basic = cpuid(0, 0).eax;
+    if max_basic >= 0x15 {
+        let r = cpuid(0x15, 0);
+        // Intel SDM vol.2A CPUID leaf 15H: TSC = ECX * EBX / EAX; zero fields mean "unknown".
+        if r.eax != 0 && r.ebx != 0 && r.ecx != 0 {
+            return Some((
+                u64::from(r.ecx) * u64::from(r.ebx) / u64::from(r.eax),
+                TscSource::Leaf15,
+            ));
+        }
+    }
+    if max_basic >= 0x16 {
+        let mhz = cpuid(0x16, 0).eax & 0xFFFF;
+        if mhz != 0 {
+            return Some((u64::from(mhz) * 1_000_000, TscSource::Leaf16));
+        }
+    }
+    if let Some((max_hv, _)) = hypervisor_leaf() {
+        if max_hv >= HV_LEAF_TIMING {
+            let khz = cpuid(HV_LEAF_TIMING, 0).eax;
+            if khz != 0 {
+                return Some((u64::from(khz) * 1000, TscSource::Hypervisor));
+            }
+        }
+    }
+    None
+}
+
+/// Reads the time-stamp counter.
+pub fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no side effects; CR4.TSD is never set by this runtime.
+    unsafe { core::arch::x86_64::_rdtsc() }
+}
+
+/// The APIC ID of this CPU from CPUID leaf 1 EBX[31:24].
+pub fn initial_apic_id() -> u32 {
+    cpuid(1, 0).ebx >> 24
+}
+
+/// Reads a model-specific register.
+///
+/// # Safety
+/// Reading an MSR the CPU does not implement raises #GP; callers either know the MSR exists or
+/// run this inside [`crate::fault::catch`].
+pub unsafe fn rdmsr(msr: u32) -> u64 {
+    let (lo, hi): (u32, u32);
+    // SAFETY: the caller vouches for the MSR (see above); RDMSR touches only EAX/EDX.
+    unsafe { asm!("rdmsr", in("ecx") msr, out("eax") lo, out("edx") hi, options(nomem, nostack)) };
+    (u64::from(hi) << 32) | u64::from(lo)
+}
+
+/// Writes a model-specific register.
+///
+/// # Safety
+/// The write may change how the CPU behaves (EFER, APIC base ...); the caller must know the
+/// value keeps the guest's execution environment intact, or catch the #GP it may raise.
+pub unsafe fn wrmsr(msr: u32, value: u64) {
+    let lo = value as u32;
+    let hi = (value >> 32) as u32;
+    // SAFETY: the caller vouches for the effect of the write.
+    unsafe { asm!("wrmsr", in("ecx") msr, in("eax") lo, in("edx") hi, options(nostack)) };
+}
+
+/// Writes a byte to an I/O port.
+///
+/// # Safety
+/// Port writes drive devices (and may reset the machine); the caller must mean that effect.
+pub unsafe fn outb(port: u16, value: u8) {
+    // SAFETY: the caller vouches for the effect of the write.
+    unsafe { asm!("out dx, al", in("dx") port, in("al") value, options(nomem, nostack)) };
+}
+
+/// Reads a byte from an I/O port.
+///
+/// # Safety
+/// Port reads can have side effects on devices (e.g. clearing status); the caller must mean it.
+pub unsafe fn inb(port: u16) -> u8 {
+    let value: u8;
+    // SAFETY: the caller vouches for the effect of the read.
+    unsafe { asm!("in al, dx", in("dx") port, out("al") value, options(nomem, nostack)) };
+    value
+}
+
+/// Writes a double word to an I/O port.
+///
+/// # Safety
+/// As for [`outb`].
+pub unsafe fn outl(port: u16, value: u32) {
+    // SAFETY: the caller vouches for the effect of the write.
+    unsafe { asm!("out dx, eax", in("dx") port, in("eax") value, options(nomem, nostack)) };
+}
+
+/// Reads a double word from an I/O port.
+///
+/// # Safety
+/// As for [`inb`].
+pub unsafe fn inl(port: u16) -> u32 {
+    let value: u32;
+    // SAFETY: the caller vouches for the effect of the read.
+    unsafe { asm!("in eax, dx", in("dx") port, out("eax") value, options(nomem, nostack)) };
+    value
+}
+
+/// Reads CR2 (the faulting linear address of the last #PF).
+pub fn cr2() -> u64 {
+    let value: u64;
+    // SAFETY: reading CR2 has no side effects at CPL 0.
+    unsafe { asm!("mov {}, cr2", out(reg) value, options(nomem, nostack)) };
+    value
+}
+
+/// Reloads CR3 with its own value, flushing non-global TLB entries.
+pub fn flush_tlb() {
+    // SAFETY: writing CR3 back unchanged keeps the same address space.
+    unsafe {
+        asm!("mov {tmp}, cr3", "mov cr3, {tmp}", tmp = out(reg) _, options(nostack));
+    }
+}
+
+/// Halts until the next interrupt (forever, as interrupts stay disabled).
+pub fn halt_forever() -> ! {
+    loop {
+        // SAFETY: CLI+HLT only stops this CPU; nothing else depends on it running.
+        unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
+    }
+}

@@ -1,0 +1,23 @@
+//! Runtime shared by Bulkhead's test guests: the PVH entry (ELF note, 32-bit stub, long mode),
+//! COM1 printing, the exit port, an IDT whose faults can be caught as values, the start info,
+//! the command line, CPUID/MSR/port helpers, and the PASS/FAIL markers.
+//!
+//! A guest is a binary that calls [`guest!`] with its name and `fn main(&'static StartInfo) -> !`.
+
+#![no_std]
+
+pub mod boot;
+pub mod checks;
+pub mod cmdline;
+pub mod cpu;
+pub mod fault;
+pub mod idt;
+pub mod paging;
+pub mod runtime;
+pub mod serial;
+pub mod start_info;
+pub mod time;
+
+pub use checks::Checks;
+pub use runtime::exit;
+pub use start_info::StartInfo;
