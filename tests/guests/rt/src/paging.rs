@@ -16,6 +16,8 @@ const PTE_WRITABLE: u64 = 1 << 1;
 const PTE_PWT: u64 = 1 << 3;
 const PTE_PCD: u64 = 1 << 4;
 const PTE_PAGE_SIZE: u64 = 1 << 7;
+/// Physical-address bits of a table pointer.
+const PTE_ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
 /// The boot stub maps the first 4 GiB (PDPT entries 0..4).
 const BOOT_MAPPED_GIB: u64 = 4;
 /// One PDPT covers 512 GiB; nothing here needs more.
@@ -107,4 +109,23 @@ pub unsafe fn map_high_uncached(
     }
     flush_tlb();
     Ok(HighMapping::Large2M { tables })
+}
+
+/// Marks the boot map's 2 MiB pages that lie wholly inside `[start, end)` (below 4 GiB)
+/// uncacheable (PCD|PWT): guests probing unbacked addresses under RAM's end-of-4GiB map them
+/// as MMIO, not as write-back memory the CPU may speculatively fetch.
+pub fn make_uncached(start: u64, end: u64) {
+    let first = start.div_ceil(TWO_MIB);
+    let last = end.min(BOOT_MAPPED_GIB * GIB) / TWO_MIB;
+    let pdpt = pdpt_addr();
+    for page in first..last {
+        let (gib, index) = (page / ENTRIES, page % ENTRIES);
+        // SAFETY: the boot PDPT's first four entries point at the boot page directories, which
+        // are identity-mapped tables owned by this runtime.
+        let pd = unsafe { core::ptr::read_volatile((pdpt + gib * 8) as *const u64) } & PTE_ADDR_MASK;
+        // SAFETY: `pd` is a boot page directory and index < 512.
+        let entry = unsafe { core::ptr::read_volatile((pd + index * 8) as *const u64) };
+        write_entry(pd, index, entry | PTE_PWT | PTE_PCD);
+    }
+    flush_tlb();
 }
