@@ -12,7 +12,11 @@ pub struct CmdlineError<'a> {
 
 impl fmt::Display for CmdlineError<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "command line {}={:?}: expected {}", self.key, self.value, self.expected)
+        write!(
+            f,
+            "command line {}={:?}: expected {}",
+            self.key, self.value, self.expected
+        )
     }
 }
 
@@ -78,7 +82,9 @@ pub fn parse_u64(text: &str) -> Option<u64> {
             continue;
         }
         let digit = c.to_digit(radix)?;
-        value = value.checked_mul(u64::from(radix))?.checked_add(u64::from(digit))?;
+        value = value
+            .checked_mul(u64::from(radix))?
+            .checked_add(u64::from(digit))?;
         any_digit = true;
     }
     any_digit.then_some(value)

@@ -48,7 +48,11 @@ impl fmt::Display for FaultMismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Self::NoFault { expected } => {
-                write!(f, "expected {} but no exception was raised", vector_name(*expected))
+                write!(
+                    f,
+                    "expected {} but no exception was raised",
+                    vector_name(*expected)
+                )
             }
             Self::Other { expected, got } => {
                 write!(f, "expected {} but got {}", vector_name(*expected), got)
@@ -190,7 +194,9 @@ pub(crate) fn recover(frame: &mut ExceptionFrame) -> bool {
         return false;
     }
     RECOVERY.vector.store(frame.vector, Ordering::SeqCst);
-    RECOVERY.error_code.store(frame.error_code, Ordering::SeqCst);
+    RECOVERY
+        .error_code
+        .store(frame.error_code, Ordering::SeqCst);
     RECOVERY.fault_rip.store(frame.rip, Ordering::SeqCst);
     frame.rip = RECOVERY.landing_rip.load(Ordering::SeqCst);
     frame.rsp = RECOVERY.saved_rsp.load(Ordering::SeqCst);

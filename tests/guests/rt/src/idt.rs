@@ -51,12 +51,43 @@ pub struct ExceptionFrame {
 /// Short name of an exception vector, as the manuals spell it.
 pub fn vector_name(vector: u8) -> &'static str {
     const NAMES: [&str; NUM_VECTORS] = [
-        "#DE", "#DB", "NMI", "#BP", "#OF", "#BR", "#UD", "#NM", "#DF", "#MF-legacy", "#TS", "#NP",
-        "#SS", "#GP", "#PF", "reserved-15", "#MF", "#AC", "#MC", "#XM", "#VE", "#CP", "reserved-22",
-        "reserved-23", "reserved-24", "reserved-25", "reserved-26", "reserved-27", "#HV", "#VC",
-        "#SX", "reserved-31",
+        "#DE",
+        "#DB",
+        "NMI",
+        "#BP",
+        "#OF",
+        "#BR",
+        "#UD",
+        "#NM",
+        "#DF",
+        "#MF-legacy",
+        "#TS",
+        "#NP",
+        "#SS",
+        "#GP",
+        "#PF",
+        "reserved-15",
+        "#MF",
+        "#AC",
+        "#MC",
+        "#XM",
+        "#VE",
+        "#CP",
+        "reserved-22",
+        "reserved-23",
+        "reserved-24",
+        "reserved-25",
+        "reserved-26",
+        "reserved-27",
+        "#HV",
+        "#VC",
+        "#SX",
+        "reserved-31",
     ];
-    NAMES.get(usize::from(vector)).copied().unwrap_or("interrupt")
+    NAMES
+        .get(usize::from(vector))
+        .copied()
+        .unwrap_or("interrupt")
 }
 
 // Each stub pushes a zero error code where the CPU pushes none (so the frame has one layout),

@@ -85,13 +85,13 @@ pub unsafe fn map_high_uncached(
     let pdpt = pdpt_addr();
     if has_1g_pages() {
         for gib in BOOT_MAPPED_GIB..last_gib {
-            write_entry(pdpt, gib, gib * GIB | attrs | PTE_PAGE_SIZE);
+            write_entry(pdpt, gib, (gib * GIB) | attrs | PTE_PAGE_SIZE);
         }
         flush_tlb();
         return Ok(HighMapping::Huge1G);
     }
     let tables = last_gib - BOOT_MAPPED_GIB;
-    if scratch_base % TABLE_BYTES != 0 {
+    if !scratch_base.is_multiple_of(TABLE_BYTES) {
         return Err(PagingError::UnalignedScratch { base: scratch_base });
     }
     if tables * TABLE_BYTES > scratch_bytes {
@@ -122,7 +122,8 @@ pub fn make_uncached(start: u64, end: u64) {
         let (gib, index) = (page / ENTRIES, page % ENTRIES);
         // SAFETY: the boot PDPT's first four entries point at the boot page directories, which
         // are identity-mapped tables owned by this runtime.
-        let pd = unsafe { core::ptr::read_volatile((pdpt + gib * 8) as *const u64) } & PTE_ADDR_MASK;
+        let pd =
+            unsafe { core::ptr::read_volatile((pdpt + gib * 8) as *const u64) } & PTE_ADDR_MASK;
         // SAFETY: `pd` is a boot page directory and index < 512.
         let entry = unsafe { core::ptr::read_volatile((pd + index * 8) as *const u64) };
         write_entry(pd, index, entry | PTE_PWT | PTE_PCD);

@@ -16,11 +16,7 @@ pub fn guest_name() -> &'static str {
 
 /// Brings up the serial port, the IDT and the start info, then runs `main`. Called from the
 /// `guest_main` that [`crate::guest!`] defines.
-pub fn start(
-    name: &'static str,
-    start_info_paddr: u64,
-    main: fn(&'static StartInfo) -> !,
-) -> ! {
+pub fn start(name: &'static str, start_info_paddr: u64, main: fn(&'static StartInfo) -> !) -> ! {
     GUEST_NAME.call_once(|| name);
     crate::serial::init();
     crate::idt::init();

@@ -204,7 +204,9 @@ impl StartInfo {
 
     /// Total RAM in bytes.
     pub fn ram_bytes(&self) -> u64 {
-        self.ram().map(|r| r.size_bytes).fold(0, u64::saturating_add)
+        self.ram()
+            .map(|r| r.size_bytes)
+            .fold(0, u64::saturating_add)
     }
 
     /// True when `addr` lies in any memory-map range (RAM or reserved).

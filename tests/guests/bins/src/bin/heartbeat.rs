@@ -155,9 +155,7 @@ fn main(info: &'static StartInfo) -> ! {
         }
     };
     let planted = plant(info);
-    println!(
-        "heartbeat: canaries in {IMAGE_CANARY_WORDS} image words and {planted} RAM pages"
-    );
+    println!("heartbeat: canaries in {IMAGE_CANARY_WORDS} image words and {planted} RAM pages");
     let mut beat: u64 = 0;
     loop {
         pace.wait();

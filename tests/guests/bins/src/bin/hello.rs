@@ -1,5 +1,8 @@
 //! `hello`: the smallest scenario. Prints a greeting with its command line (or "hello"), the
 //! memory map it was given, and `PASS hello`.
+//!
+//! For testing scenario runners themselves, the command line words `fail`, `panic` and `fault`
+//! make it end badly on purpose: a `FAIL` marker, a panic, or an unexpected #UD.
 
 #![no_std]
 #![no_main]
@@ -32,5 +35,17 @@ fn main(info: &'static StartInfo) -> ! {
         println!("hello: memory map truncated");
     }
     println!("hello: {} KiB of RAM", info.ram_bytes() / 1024);
-    Checks::new("hello").finish()
+    let args = info.args();
+    let mut checks = Checks::new("hello");
+    if args.has("fail") {
+        checks.fail("asked", "the command line said fail");
+    }
+    if args.has("panic") {
+        panic!("the command line said panic");
+    }
+    if args.has("fault") {
+        // SAFETY: UD2 only raises #UD, which the runtime reports as an unexpected exception.
+        unsafe { core::arch::asm!("ud2", options(nomem, nostack)) };
+    }
+    checks.finish()
 }

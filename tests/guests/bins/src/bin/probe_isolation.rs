@@ -48,18 +48,42 @@ struct Window {
 
 /// Device windows a Bulkhead guest has emulated (see the hypervisor's guest address map).
 const EMULATED: [Window; 3] = [
-    Window { start: 0xD000_0000, end: 0xD001_0000, name: "virtio-mmio" },
-    Window { start: 0xFEC0_0000, end: 0xFEC0_1000, name: "I/O APIC" },
-    Window { start: 0xFEE0_0000, end: 0xFEE0_1000, name: "local APIC" },
+    Window {
+        start: 0xD000_0000,
+        end: 0xD001_0000,
+        name: "virtio-mmio",
+    },
+    Window {
+        start: 0xFEC0_0000,
+        end: 0xFEC0_1000,
+        name: "I/O APIC",
+    },
+    Window {
+        start: 0xFEE0_0000,
+        end: 0xFEE0_1000,
+        name: "local APIC",
+    },
 ];
 
 /// What plain QEMU (`pc` machine) puts in the PCI hole besides the above: PCI BARs that the
 /// firmware assigns top-down from just below the I/O APIC (VGA's 16 MiB framebuffer lands at
 /// 0xFD00_0000), the HPET, and the firmware flash below 4 GiB.
 const QEMU_PLATFORM: [Window; 3] = [
-    Window { start: 0xFD00_0000, end: 0xFEC0_0000, name: "QEMU PCI BARs" },
-    Window { start: 0xFED0_0000, end: 0xFED0_1000, name: "QEMU HPET" },
-    Window { start: 0xFF00_0000, end: HOLE_END, name: "QEMU firmware" },
+    Window {
+        start: 0xFD00_0000,
+        end: 0xFEC0_0000,
+        name: "QEMU PCI BARs",
+    },
+    Window {
+        start: 0xFED0_0000,
+        end: 0xFED0_1000,
+        name: "QEMU HPET",
+    },
+    Window {
+        start: 0xFF00_0000,
+        end: HOLE_END,
+        name: "QEMU firmware",
+    },
 ];
 
 struct Skips {
@@ -78,7 +102,10 @@ impl Skips {
 
     fn windows(&self) -> impl Iterator<Item = &Window> {
         let bare: &[Window] = if self.is_bare { &QEMU_PLATFORM } else { &[] };
-        EMULATED.iter().chain(bare).chain(self.extra.iter().flatten())
+        EMULATED
+            .iter()
+            .chain(bare)
+            .chain(self.extra.iter().flatten())
     }
 
     fn covers(&self, info: &StartInfo, addr: u64) -> bool {
@@ -105,7 +132,12 @@ struct Tally {
 
 impl Tally {
     fn new(unbacked: Unbacked) -> Self {
-        Self { unbacked, probes: 0, offenders: 0, first: [None; MAX_REPORTED] }
+        Self {
+            unbacked,
+            probes: 0,
+            offenders: 0,
+            first: [None; MAX_REPORTED],
+        }
     }
 
     fn probe(&mut self, addr: u64) {
@@ -123,7 +155,10 @@ impl Tally {
 
     /// Passes or fails `check`, listing the first offenders.
     fn report(&self, checks: &mut Checks, check: &str) {
-        println!("probe-isolation: {check}: {} probes, {} offenders", self.probes, self.offenders);
+        println!(
+            "probe-isolation: {check}: {} probes, {} offenders",
+            self.probes, self.offenders
+        );
         for (addr, offence) in self.first.iter().flatten() {
             match offence {
                 Offence::Read { bits, value } => println!(
@@ -178,6 +213,9 @@ fn write8(addr: u64, value: u8) {
     unsafe { core::ptr::write_volatile(addr as *mut u8, value) };
 }
 
+/// One read width of a probe: bits, the reader, and the all-ones value at that width.
+type ReadWidth = (u32, fn(u64) -> u64, u64);
+
 /// What reads of unbacked addresses may return.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Unbacked {
@@ -196,8 +234,11 @@ impl Unbacked {
 /// Reads at three widths, then writes at two and reads back: unpopulated means the reads give
 /// the "floating" value and the writes change nothing.
 fn probe_unbacked(addr: u64, unbacked: Unbacked) -> Result<(), Offence> {
-    let reads: [(u32, fn(u64) -> u64, u64); 3] =
-        [(64, read64, ALL_ONES), (32, read32, 0xFFFF_FFFF), (8, read8, 0xFF)];
+    let reads: [ReadWidth; 3] = [
+        (64, read64, ALL_ONES),
+        (32, read32, 0xFFFF_FFFF),
+        (8, read8, 0xFF),
+    ];
     for (bits, read, mask) in reads {
         let value = read(addr);
         if !unbacked.allows(value, mask) {
@@ -238,7 +279,9 @@ fn check_ram_edge(info: &StartInfo, ram_end: u64, skips: &Skips, checks: &mut Ch
     checks.expect(
         "ram-edge-ram",
         back == WRITE_PATTERN,
-        format_args!("last RAM word GPA:{last:#x} read back {back:#x} after writing {WRITE_PATTERN:#x}"),
+        format_args!(
+            "last RAM word GPA:{last:#x} read back {back:#x} after writing {WRITE_PATTERN:#x}"
+        ),
     );
     let beyond = first_undescribed(info, ram_end);
     println!("probe-isolation: RAM ends at GPA:{ram_end:#x}; first undescribed GPA:{beyond:#x}");
@@ -250,10 +293,17 @@ fn check_ram_edge(info: &StartInfo, ram_end: u64, skips: &Skips, checks: &mut Ch
 }
 
 fn parse_skips(info: &StartInfo, is_bare: bool) -> Skips {
-    let mut skips = Skips { extra: [None; MAX_EXTRA_SKIPS], is_bare };
+    let mut skips = Skips {
+        extra: [None; MAX_EXTRA_SKIPS],
+        is_bare,
+    };
     for (n, value) in info.args().values("skip").enumerate() {
         let window = value.split_once('-').and_then(|(start, end)| {
-            Some(Window { start: parse_u64(start)?, end: parse_u64(end)?, name: "skip=" })
+            Some(Window {
+                start: parse_u64(start)?,
+                end: parse_u64(end)?,
+                name: "skip=",
+            })
         });
         match (window, skips.extra.get_mut(n)) {
             (Some(window), Some(slot)) => *slot = Some(window),
@@ -277,7 +327,9 @@ fn main(info: &'static StartInfo) -> ! {
         Some("bulkhead") => false,
         None => !cpu::is_bulkhead(),
         Some(other) => {
-            println!("FAIL probe-isolation: command line expect={other:?}: expected bulkhead or bare");
+            println!(
+                "FAIL probe-isolation: command line expect={other:?}: expected bulkhead or bare"
+            );
             exit(1)
         }
     };
@@ -300,12 +352,19 @@ fn main(info: &'static StartInfo) -> ! {
         if is_bare { "all-ones or zeros" } else { "all-ones" },
     );
     for window in skips.windows() {
-        println!("probe-isolation: skipping {:#x}-{:#x} ({})", window.start, window.end, window.name);
+        println!(
+            "probe-isolation: skipping {:#x}-{:#x} ({})",
+            window.start, window.end, window.name
+        );
     }
 
     // Page tables for the probe: unbacked space below 4 GiB becomes uncacheable, and the map
     // grows to `top`. 2 MiB-page tables, if needed, go in RAM just above the image.
-    let low_ram_end = info.ram().filter(|r| r.base < HOLE_START).map(|r| r.end()).max();
+    let low_ram_end = info
+        .ram()
+        .filter(|r| r.base < HOLE_START)
+        .map(|r| r.end())
+        .max();
     make_uncached(low_ram_end.unwrap_or(0), HOLE_START);
     let (_, image_end) = boot::image_range();
     let scratch = image_end.div_ceil(4096) * 4096;
