@@ -1,3 +1,5 @@
-//! (being written)
+//! Devices the hypervisor emulates or serves for its guests.
 
+pub mod switch;
 pub mod uart;
+pub mod virtio;

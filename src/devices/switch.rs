@@ -1,0 +1,343 @@
+//! A learning Ethernet switch connecting the virtio-net ports of guests that name the same
+//! switch in their manifest.
+//!
+//! Guests run on different physical CPUs and each guest's memory is only touched by its own
+//! CPU, so the switch is the meeting point: the sending CPU copies a frame into the bounded
+//! inbox of each destination port (dropping and counting when full) and kicks it; the
+//! destination's CPU later drains its inbox into its receive queue. Ports of different
+//! switches share nothing, so no frame can cross between switches.
+
+#![forbid(unsafe_code)]
+
+use alloc::boxed::Box;
+use alloc::collections::{BTreeMap, VecDeque};
+use alloc::string::String;
+use alloc::sync::Arc;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicBool, Ordering};
+
+use spin::Mutex;
+
+/// An Ethernet MAC address.
+pub type MacAddr = [u8; 6];
+
+/// Frames an inbox holds by default before new ones are dropped.
+pub const DEFAULT_INBOX_FRAMES: usize = 256;
+/// Learned addresses at most; beyond this, unknown senders are not learned (their replies
+/// are flooded instead), so a guest inventing addresses cannot grow hypervisor memory.
+pub const MAX_LEARNED_MACS: usize = 4096;
+/// Shortest frame forwarded: destination, source and EtherType.
+pub const MIN_FRAME_LEN: usize = 14;
+/// Longest frame forwarded: 1500 bytes of payload, the Ethernet header and a VLAN tag.
+pub const MAX_FRAME_LEN: usize = 1518;
+
+/// Index of a port on its switch.
+pub type PortId = usize;
+
+/// Counters of one port, from the guest's point of view.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PortStats {
+    /// Frames the guest sent into the switch.
+    pub tx_frames: u64,
+    /// Bytes the guest sent.
+    pub tx_bytes: u64,
+    /// Frames the guest sent that were too short or too long.
+    pub tx_invalid: u64,
+    /// Frames delivered into this port's inbox.
+    pub rx_frames: u64,
+    /// Bytes delivered into this port's inbox.
+    pub rx_bytes: u64,
+    /// Frames for this port dropped because its inbox was full.
+    pub rx_dropped: u64,
+}
+
+struct PortState {
+    inbox: VecDeque<Vec<u8>>,
+    stats: PortStats,
+    pending: Arc<AtomicBool>,
+    waker: Option<Box<dyn Fn() + Send + Sync>>,
+}
+
+struct SwitchState {
+    ports: Vec<PortState>,
+    macs: BTreeMap<MacAddr, PortId>,
+}
+
+/// One switch.
+pub struct Switch {
+    name: String,
+    inbox_frames: usize,
+    state: Mutex<SwitchState>,
+}
+
+impl Switch {
+    /// A switch with no ports whose inboxes hold `inbox_frames` frames each.
+    pub fn new(name: &str, inbox_frames: usize) -> Arc<Self> {
+        Arc::new(Self {
+            name: String::from(name),
+            inbox_frames,
+            state: Mutex::new(SwitchState {
+                ports: Vec::new(),
+                macs: BTreeMap::new(),
+            }),
+        })
+    }
+
+    /// The switch's name from the manifest.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Adds a port (one per guest network card).
+    pub fn add_port(self: &Arc<Self>) -> SwitchPort {
+        let pending = Arc::new(AtomicBool::new(false));
+        let mut state = self.state.lock();
+        let id = state.ports.len();
+        state.ports.push(PortState {
+            inbox: VecDeque::new(),
+            stats: PortStats::default(),
+            pending: pending.clone(),
+            waker: None,
+        });
+        SwitchPort {
+            switch: self.clone(),
+            id,
+            pending,
+        }
+    }
+
+    /// Counters of port `id`.
+    pub fn port_stats(&self, id: PortId) -> Option<PortStats> {
+        self.state.lock().ports.get(id).map(|p| p.stats)
+    }
+
+    /// Number of ports.
+    pub fn port_count(&self) -> usize {
+        self.state.lock().ports.len()
+    }
+
+    /// Forwards `frame` from port `from`: learns the source, then delivers to the learned port
+    /// of the destination, or to every other port for group and unknown addresses.
+    fn forward(&self, from: PortId, frame: Vec<u8>) {
+        let mut state = self.state.lock();
+        let state = &mut *state;
+        let Some(src_port) = state.ports.get_mut(from) else {
+            return;
+        };
+        let (Some(dst), Some(src)) = (mac_at(&frame, 0), mac_at(&frame, 6)) else {
+            src_port.stats.tx_invalid += 1;
+            return;
+        };
+        if frame.len() < MIN_FRAME_LEN || frame.len() > MAX_FRAME_LEN {
+            src_port.stats.tx_invalid += 1;
+            return;
+        }
+        src_port.stats.tx_frames += 1;
+        src_port.stats.tx_bytes += frame.len() as u64;
+        // Group addresses are never a frame's source; do not learn them.
+        if !is_group(&src) && (state.macs.len() < MAX_LEARNED_MACS || state.macs.contains_key(&src))
+        {
+            state.macs.insert(src, from);
+        }
+        let target = if is_group(&dst) {
+            None
+        } else {
+            state.macs.get(&dst).copied()
+        };
+        match target {
+            // Learned on the sender's own port: the destination is already behind it.
+            Some(to) if to == from => {}
+            Some(to) => Self::deliver(&mut state.ports, to, frame, self.inbox_frames),
+            None => {
+                let count = state.ports.len();
+                let Some(last) = (0..count).rev().find(|&p| p != from) else {
+                    return;
+                };
+                // Copies for all but the last receiver, which gets the sender's buffer.
+                for to in (0..last).filter(|&p| p != from) {
+                    Self::deliver(&mut state.ports, to, frame.clone(), self.inbox_frames);
+                }
+                Self::deliver(&mut state.ports, last, frame, self.inbox_frames);
+            }
+        }
+    }
+
+    fn deliver(ports: &mut [PortState], to: PortId, frame: Vec<u8>, capacity: usize) {
+        let Some(port) = ports.get_mut(to) else {
+            return;
+        };
+        if port.inbox.len() >= capacity {
+            port.stats.rx_dropped += 1;
+            return;
+        }
+        port.stats.rx_frames += 1;
+        port.stats.rx_bytes += frame.len() as u64;
+        port.inbox.push_back(frame);
+        // Wake the port's CPU only on the first frame since it last looked.
+        if !port.pending.swap(true, Ordering::AcqRel) {
+            if let Some(wake) = &port.waker {
+                wake();
+            }
+        }
+    }
+}
+
+fn mac_at(frame: &[u8], offset: usize) -> Option<MacAddr> {
+    frame.get(offset..offset + 6)?.try_into().ok()
+}
+
+/// Multicast and broadcast addresses have the I/G bit (bit 0 of the first byte) set.
+fn is_group(mac: &MacAddr) -> bool {
+    mac[0] & 1 != 0
+}
+
+/// One guest's connection to a switch. Cheap to check for pending frames from any CPU.
+pub struct SwitchPort {
+    switch: Arc<Switch>,
+    id: PortId,
+    pending: Arc<AtomicBool>,
+}
+
+impl SwitchPort {
+    /// This port's index on its switch.
+    pub fn id(&self) -> PortId {
+        self.id
+    }
+
+    /// The switch this port belongs to.
+    pub fn switch(&self) -> &Arc<Switch> {
+        &self.switch
+    }
+
+    /// Sets what to call when frames arrive for an idle port (e.g. send an IPI to the guest's
+    /// CPU). Called with the switch locked: it must not touch the switch.
+    pub fn set_waker(&self, waker: Box<dyn Fn() + Send + Sync>) {
+        if let Some(port) = self.switch.state.lock().ports.get_mut(self.id) {
+            port.waker = Some(waker);
+        }
+    }
+
+    /// Sends one Ethernet frame (without virtio header) into the switch.
+    pub fn send(&self, frame: Vec<u8>) {
+        self.switch.forward(self.id, frame);
+    }
+
+    /// Whether frames arrived since the last [`Self::take_pending`].
+    pub fn has_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Clears the pending flag and reports whether it was set; frames arriving afterwards set
+    /// it again.
+    pub fn take_pending(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
+
+    /// The oldest frame waiting for this port.
+    pub fn recv(&self) -> Option<Vec<u8>> {
+        self.switch
+            .state
+            .lock()
+            .ports
+            .get_mut(self.id)?
+            .inbox
+            .pop_front()
+    }
+
+    /// Puts a frame back at the head of the inbox (the guest had no buffer for it yet).
+    pub fn unrecv(&self, frame: Vec<u8>) {
+        if let Some(port) = self.switch.state.lock().ports.get_mut(self.id) {
+            port.inbox.push_front(frame);
+        }
+    }
+
+    /// Frames waiting.
+    pub fn inbox_len(&self) -> usize {
+        self.switch
+            .state
+            .lock()
+            .ports
+            .get(self.id)
+            .map_or(0, |p| p.inbox.len())
+    }
+
+    /// Drops every waiting frame (the guest reset its network card).
+    pub fn clear_inbox(&self) {
+        if let Some(port) = self.switch.state.lock().ports.get_mut(self.id) {
+            port.inbox.clear();
+        }
+        self.pending.store(false, Ordering::Release);
+    }
+
+    /// This port's counters.
+    pub fn stats(&self) -> PortStats {
+        self.switch.port_stats(self.id).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alloc::vec;
+
+    fn frame(dst: MacAddr, src: MacAddr, fill: u8) -> Vec<u8> {
+        let mut f = vec![fill; 60];
+        f[..6].copy_from_slice(&dst);
+        f[6..12].copy_from_slice(&src);
+        f
+    }
+
+    const A: MacAddr = [2, 0, 0, 0, 0, 1];
+    const B: MacAddr = [2, 0, 0, 0, 0, 2];
+    const BCAST: MacAddr = [0xff; 6];
+
+    #[test]
+    fn learns_then_forwards_only_to_the_owner() {
+        let sw = Switch::new("lan", 4);
+        let (pa, pb, pc) = (sw.add_port(), sw.add_port(), sw.add_port());
+        // Unknown destination: flooded to both others.
+        pa.send(frame(B, A, 1));
+        assert_eq!((pb.inbox_len(), pc.inbox_len(), pa.inbox_len()), (1, 1, 0));
+        // B answers A: A is learned, so only A gets it.
+        pb.send(frame(A, B, 2));
+        assert_eq!((pa.inbox_len(), pc.inbox_len()), (1, 1));
+        assert!(pa.take_pending());
+        assert_eq!(pa.recv().map(|f| f[20]), Some(2));
+        // Now A to B goes to B alone.
+        pa.send(frame(B, A, 3));
+        assert_eq!((pb.inbox_len(), pc.inbox_len()), (2, 1));
+    }
+
+    #[test]
+    fn floods_group_addresses_and_drops_when_full() {
+        let sw = Switch::new("lan", 2);
+        let (pa, pb) = (sw.add_port(), sw.add_port());
+        for _ in 0..3 {
+            pa.send(frame(BCAST, A, 0));
+        }
+        assert_eq!(pb.inbox_len(), 2);
+        assert_eq!(pb.stats().rx_dropped, 1);
+        assert_eq!(pa.stats().tx_frames, 3);
+        pa.send(vec![0; 10]);
+        pa.send(vec![0; MAX_FRAME_LEN + 1]);
+        assert_eq!(pa.stats().tx_invalid, 2);
+    }
+
+    #[test]
+    fn waker_runs_once_per_idle_period() {
+        use core::sync::atomic::AtomicUsize;
+        let sw = Switch::new("lan", 8);
+        let (pa, pb) = (sw.add_port(), sw.add_port());
+        let count = Arc::new(AtomicUsize::new(0));
+        let c = count.clone();
+        pb.set_waker(Box::new(move || {
+            c.fetch_add(1, Ordering::Relaxed);
+        }));
+        pa.send(frame(BCAST, A, 0));
+        pa.send(frame(BCAST, A, 0));
+        assert_eq!(count.load(Ordering::Relaxed), 1);
+        assert!(pb.take_pending());
+        pa.send(frame(BCAST, A, 0));
+        assert_eq!(count.load(Ordering::Relaxed), 2);
+    }
+}
