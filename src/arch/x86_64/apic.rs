@@ -112,3 +112,28 @@ pub fn send_ipi(dest: u32, vector: u8) {
 pub fn nmi_all_others() {
     send(0, ICR_NMI | ICR_LEVEL_ASSERT | ICR_ALL_EXCLUDING_SELF);
 }
+
+/// Remaps the legacy 8259 PICs away from the exception vectors (to 0x20–0x2F) and masks every
+/// line: the firmware leaves IRQ0 (the PIT) on vector 8, where it would look like a double fault.
+pub fn disable_legacy_pic() {
+    const PIC1_CMD: u16 = 0x20;
+    const PIC1_DATA: u16 = 0x21;
+    const PIC2_CMD: u16 = 0xA0;
+    const PIC2_DATA: u16 = 0xA1;
+    const ICW1_INIT_ICW4: u8 = 0x11;
+    const ICW4_8086: u8 = 0x01;
+    // SAFETY: the 8259 pair belongs to the hypervisor (no guest reaches real ports); the ICW
+    // sequence is the standard initialisation, ending with every line masked.
+    unsafe {
+        cpu::outb(PIC1_CMD, ICW1_INIT_ICW4);
+        cpu::outb(PIC2_CMD, ICW1_INIT_ICW4);
+        cpu::outb(PIC1_DATA, 0x20);
+        cpu::outb(PIC2_DATA, 0x28);
+        cpu::outb(PIC1_DATA, 4);
+        cpu::outb(PIC2_DATA, 2);
+        cpu::outb(PIC1_DATA, ICW4_8086);
+        cpu::outb(PIC2_DATA, ICW4_8086);
+        cpu::outb(PIC1_DATA, 0xFF);
+        cpu::outb(PIC2_DATA, 0xFF);
+    }
+}

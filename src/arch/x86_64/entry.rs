@@ -57,6 +57,7 @@ fn init_cpu_tables() {
     });
     idt::load();
     apic::init();
+    idt::set_handler(idt::KICK_VECTOR, |_| {});
 }
 
 #[no_mangle]
@@ -91,6 +92,7 @@ extern "C" fn kernel_main(magic: u32, info_addr: u64) -> ! {
 
     // SAFETY: cpu0 is the boot CPU and this runs once, before anything reads per-CPU data.
     unsafe { percpu::init(0, 0) };
+    apic::disable_legacy_pic();
     init_cpu_tables();
     // SAFETY: cpu0's block is ours; re-initialise with the real APIC id now that the APIC is on.
     unsafe { percpu::init(0, apic::id()) };

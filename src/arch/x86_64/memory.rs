@@ -138,3 +138,10 @@ pub fn alloc_stack() -> Result<Stack, OutOfFrames> {
         top: base.as_u64() + size,
     })
 }
+
+/// The bytes of a boot module.
+pub fn module_bytes(m: &crate::boot::Module) -> &'static [u8] {
+    // SAFETY: modules lie in RAM that `init_frames` reserved, so nothing ever allocates or writes
+    // it; it is identity-mapped and lives as long as the hypervisor.
+    unsafe { core::slice::from_raw_parts(m.start.as_u64() as *const u8, m.len as usize) }
+}

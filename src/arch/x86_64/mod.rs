@@ -8,6 +8,7 @@ pub mod entry;
 pub mod guest_ram;
 pub mod idt;
 pub mod memory;
+pub mod npt_interim;
 pub mod percpu;
 pub mod serial;
 pub mod smp;

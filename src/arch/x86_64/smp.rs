@@ -122,3 +122,29 @@ pub unsafe fn start_ap(
 pub fn ap_arrived() {
     STARTED.fetch_add(1, Ordering::AcqRel);
 }
+
+type Job = alloc::boxed::Box<dyn FnOnce() + Send>;
+
+static JOBS: [spin::Mutex<Option<Job>>; super::percpu::MAX_CPUS] = [const { spin::Mutex::new(None) }; super::percpu::MAX_CPUS];
+
+/// Gives CPU `index` a job to run (it must be idle in [`run_jobs`]) and wakes it.
+pub fn post_job(index: usize, job: Job) {
+    *JOBS[index].lock() = Some(job);
+    apic::send_ipi(super::percpu::apic_id(index), super::idt::KICK_VECTOR);
+}
+
+/// Wakes CPU `index` (out of HLT or guest mode) without giving it a job.
+pub fn kick(index: usize) {
+    apic::send_ipi(super::percpu::apic_id(index), super::idt::KICK_VECTOR);
+}
+
+/// An idle CPU's loop: run jobs as they arrive, sleep in between.
+pub fn run_jobs(index: usize) -> ! {
+    loop {
+        let job = JOBS[index].lock().take();
+        match job {
+            Some(job) => job(),
+            None => cpu::wait_for_interrupt(),
+        }
+    }
+}

@@ -1,0 +1,177 @@
+//! A running guest: its RAM, nested page table, devices, and the loop each of its vCPUs runs
+//! on its own physical CPU.
+
+use alloc::boxed::Box;
+use alloc::string::String;
+use alloc::vec::Vec;
+use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+
+use spin::Mutex;
+
+use super::host::MachineHost;
+use crate::addr::HostPhysAddr;
+use crate::arch::x86_64::guest_ram::GuestRam;
+use crate::arch::x86_64::{cpu, memory, percpu};
+use crate::println;
+use crate::virt::svm::SvmVcpu;
+use crate::virt::{Caps, EntryState, Vcpu};
+use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
+use crate::vmm::stats::ExitStats;
+
+/// Lifecycle of a guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum State {
+    Starting = 0,
+    Running = 1,
+    Stopped = 2,
+    Crashed = 3,
+}
+
+/// What to do when the guest crashes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CrashPolicy {
+    Stop,
+    Restart { limit: u32 },
+}
+
+/// Loads the guest's images into its (zeroed) RAM and says how its boot vCPU starts.
+pub type Loader = Box<dyn Fn(&GuestRam) -> Result<EntryState, String> + Send + Sync>;
+
+/// One guest.
+pub struct Guest {
+    /// The guest's name (leaked once: log prefixes need `'static`).
+    pub name: &'static &'static str,
+    /// Physical CPUs, one per vCPU.
+    pub cpus: Vec<usize>,
+    pub ram: GuestRam,
+    pub npt_root: HostPhysAddr,
+    pub asid: u32,
+    pub on_crash: CrashPolicy,
+    pub loader: Loader,
+    pub devices: Mutex<GuestDevices>,
+    pub stats: Mutex<ExitStats>,
+    state: AtomicU8,
+    pub restarts: AtomicU32,
+    /// Status the guest gave when it stopped, or 255 for a crash.
+    pub exit_status: AtomicU8,
+}
+
+impl Guest {
+    /// A guest ready to start.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(name: &str, cpus: Vec<usize>, ram: GuestRam, npt_root: HostPhysAddr, asid: u32, on_crash: CrashPolicy, loader: Loader) -> Self {
+        let name: &'static &'static str = Box::leak(Box::new(&*Box::leak(String::from(name).into_boxed_str())));
+        Self {
+            name,
+            cpus,
+            ram,
+            npt_root,
+            asid,
+            on_crash,
+            loader,
+            devices: Mutex::new(GuestDevices::default()),
+            stats: Mutex::new(ExitStats::default()),
+            state: AtomicU8::new(State::Starting as u8),
+            restarts: AtomicU32::new(0),
+            exit_status: AtomicU8::new(0),
+        }
+    }
+
+    /// The guest's state.
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Starting,
+            1 => State::Running,
+            2 => State::Stopped,
+            _ => State::Crashed,
+        }
+    }
+
+    fn set_state(&self, s: State) {
+        self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// Whether the guest has stopped for good.
+    pub fn is_finished(&self) -> bool {
+        matches!(self.state(), State::Stopped | State::Crashed)
+    }
+
+    /// Zeroes RAM and loads the images again (boot and restart).
+    fn load(&self) -> Result<EntryState, String> {
+        self.ram.zero();
+        (self.loader)(&self.ram)
+    }
+}
+
+/// Runs vCPU 0 of `guest` on this CPU until the guest stops for good. `on_stop` is told when it
+/// does.
+pub fn run_boot_vcpu(guest: &Guest, caps: &Caps, on_stop: &dyn Fn()) {
+    percpu::set_guest_name(Some(guest.name));
+    let result = run_until_stopped(guest, caps);
+    if let Err(why) = result {
+        log::error!("{why}");
+        guest.exit_status.store(255, Ordering::Release);
+        guest.set_state(State::Crashed);
+    }
+    let stats = guest.stats.lock().summary();
+    log::info!("stopped ({:?}, status {}, {} restarts); exits {}", guest.state(), guest.exit_status.load(Ordering::Acquire), guest.restarts.load(Ordering::Acquire), stats);
+    percpu::set_guest_name(None);
+    on_stop();
+}
+
+fn run_until_stopped(guest: &Guest, caps: &Caps) -> Result<(), String> {
+    let Caps::Svm(svm) = caps else {
+        return Err(String::from("Intel VT-x guests are not supported yet"));
+    };
+    let mut vcpu = SvmVcpu::new(svm, guest.npt_root, guest.asid).map_err(|e| alloc::format!("{e}"))?;
+    let mut host = MachineHost::new(guest.name);
+    let entry = guest.load().map_err(|e| alloc::format!("cannot load: {e}"))?;
+    vcpu.reset(&entry);
+    let mut st = VcpuState::new(0, guest.cpus.len() as u32);
+    guest.set_state(State::Running);
+    log::info!("started on cpu{} with {} MiB", percpu::index(), guest.ram.size() >> 20);
+    loop {
+        let exit = vcpu.run();
+        let next = {
+            let mut dev = guest.devices.lock();
+            dispatch::handle(&mut vcpu, exit, &mut st, &mut dev, &guest.ram, &mut host)
+        };
+        match next {
+            Next::Resume => {}
+            Next::Halt => cpu::wait_for_interrupt(),
+            Next::Stop(reason) => {
+                dispatch::flush_console(&mut guest.devices.lock(), &mut host);
+                guest.stats.lock().merge(&st.stats);
+                st.stats = ExitStats::default();
+                match &reason {
+                    StopReason::Exited(status) => {
+                        guest.exit_status.store(*status, Ordering::Release);
+                        log::info!("exited with status {status}");
+                        guest.set_state(State::Stopped);
+                        return Ok(());
+                    }
+                    StopReason::Crashed(report) | StopReason::Fatal(report) => {
+                        log::error!("crashed: {report}");
+                        let restarts = guest.restarts.load(Ordering::Acquire);
+                        match guest.on_crash {
+                            CrashPolicy::Restart { limit } if restarts < limit => {
+                                let n = guest.restarts.fetch_add(1, Ordering::AcqRel) + 1;
+                                let entry = guest.load().map_err(|e| alloc::format!("cannot reload: {e}"))?;
+                                vcpu.reset(&entry);
+                                st = VcpuState::new(0, guest.cpus.len() as u32);
+                                *guest.devices.lock() = GuestDevices::default();
+                                println!("RESTART {} {n}/{limit} free-frames {}", guest.name, memory::free_frames());
+                            }
+                            _ => {
+                                guest.exit_status.store(255, Ordering::Release);
+                                guest.set_state(State::Crashed);
+                                return Ok(());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
