@@ -45,7 +45,7 @@ pub struct Guest {
     /// Physical CPUs, one per vCPU.
     pub cpus: Vec<usize>,
     pub ram: GuestRam,
-    pub npt_root: HostPhysAddr,
+    pub nested_root: HostPhysAddr,
     pub asid: u32,
     pub on_crash: CrashPolicy,
     pub loader: Loader,
@@ -60,13 +60,13 @@ pub struct Guest {
 impl Guest {
     /// A guest ready to start.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(name: &str, cpus: Vec<usize>, ram: GuestRam, npt_root: HostPhysAddr, asid: u32, on_crash: CrashPolicy, loader: Loader) -> Self {
+    pub fn new(name: &str, cpus: Vec<usize>, ram: GuestRam, nested_root: HostPhysAddr, asid: u32, on_crash: CrashPolicy, loader: Loader) -> Self {
         let name: &'static &'static str = Box::leak(Box::new(&*Box::leak(String::from(name).into_boxed_str())));
         Self {
             name,
             cpus,
             ram,
-            npt_root,
+            nested_root,
             asid,
             on_crash,
             loader,
@@ -121,10 +121,14 @@ pub fn run_boot_vcpu(guest: &Guest, caps: &Caps, on_stop: &dyn Fn()) {
 }
 
 fn run_until_stopped(guest: &Guest, caps: &Caps) -> Result<(), String> {
-    let Caps::Svm(svm) = caps else {
-        return Err(String::from("Intel VT-x guests are not supported yet"));
-    };
-    let mut vcpu = SvmVcpu::new(svm, guest.npt_root, guest.asid).map_err(|e| alloc::format!("{e}"))?;
+    match caps {
+        Caps::Svm(svm) => run_vcpu(guest, SvmVcpu::new(svm, guest.nested_root, guest.asid).map_err(|e| alloc::format!("{e}"))?),
+        Caps::Vmx(_) => Err(String::from("Intel VT-x guests are not supported yet")),
+    }
+}
+
+/// The run loop of one vCPU, the same for every vendor.
+fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
     let mut host = MachineHost::new(guest.name);
     let entry = guest.load().map_err(|e| alloc::format!("cannot load: {e}"))?;
     vcpu.reset(&entry);
