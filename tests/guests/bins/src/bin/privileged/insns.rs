@@ -3,7 +3,7 @@
 use core::arch::asm;
 
 use guest_rt::fault::{catch, expect_fault};
-use guest_rt::idt::UD;
+use guest_rt::idt::{GP, UD};
 use guest_rt::{println, Checks};
 
 use crate::Mode;
@@ -57,6 +57,43 @@ macro_rules! junk_rax_insn {
     };
 }
 
+/// A page of the guest's own RAM, so that VMRUN/VMLOAD/VMSAVE pass their operand check (a
+/// page-aligned physical address, AMD APM vol.3) and only the intercept can stop them.
+#[repr(C, align(4096))]
+struct Page([u8; 4096]);
+static OPERAND_PAGE: Page = Page([0; 4096]);
+
+/// Like `junk_rax_insn!` but with RAX pointing at [`OPERAND_PAGE`] (identity-mapped).
+macro_rules! page_rax_insn {
+    ($($byte:literal),+) => {
+        || {
+            // SAFETY: as in junk_insn!; the instruction must be intercepted, and if it is not it
+            // reads or writes only the operand page.
+            unsafe {
+                asm!(
+                    concat!(".byte ", $(stringify!($byte), ", ",)+ "0x90"),
+                    inout("rax") &OPERAND_PAGE as *const Page as u64 => _,
+                    inout("rcx") JUNK_OTHER => _,
+                    inout("rdx") JUNK_OTHER => _,
+                    out("rsi") _, out("rdi") _, out("r8") _, out("r9") _,
+                    out("r10") _, out("r11") _,
+                    options(nostack),
+                );
+            }
+        }
+    };
+}
+
+/// With a junk RAX the hardware's operand check (#GP) comes before the intercept (AMD APM
+/// vol.2 §15.9 gives exceptions from operand checks priority), so either fault is correct.
+fn expect_ud_or_gp(checks: &mut Checks, name: &str, insn: impl FnOnce()) {
+    match catch(insn) {
+        Err(fault) if fault.vector == UD || fault.vector == GP => checks.pass(name),
+        Err(fault) => checks.fail(name, format_args!("expected #UD or #GP, got {fault}")),
+        Ok(()) => checks.fail(name, format_args!("completed instead of faulting")),
+    }
+}
+
 fn expect_ud(checks: &mut Checks, name: &str, insn: impl FnOnce()) {
     checks.check(name, expect_fault(UD, insn).map(|_| ()));
 }
@@ -77,9 +114,12 @@ fn expect_ud_or_return(checks: &mut Checks, name: &str, insn: impl FnOnce()) {
 pub(crate) fn check_instructions(checks: &mut Checks, mode: Mode) {
     // SVM (AMD APM vol.3, opcodes 0F 01 D8..DF). A guest's EFER.SVME is set in hardware while it
     // runs, so only intercepts stand between these and the real thing.
-    expect_ud(checks, "vmrun-ud", junk_rax_insn!(0x0f, 0x01, 0xd8));
-    expect_ud(checks, "vmload-ud", junk_rax_insn!(0x0f, 0x01, 0xda));
-    expect_ud(checks, "vmsave-ud", junk_rax_insn!(0x0f, 0x01, 0xdb));
+    expect_ud(checks, "vmrun-ud", page_rax_insn!(0x0f, 0x01, 0xd8));
+    expect_ud(checks, "vmload-ud", page_rax_insn!(0x0f, 0x01, 0xda));
+    expect_ud(checks, "vmsave-ud", page_rax_insn!(0x0f, 0x01, 0xdb));
+    expect_ud_or_gp(checks, "vmrun-junk", junk_rax_insn!(0x0f, 0x01, 0xd8));
+    expect_ud_or_gp(checks, "vmload-junk", junk_rax_insn!(0x0f, 0x01, 0xda));
+    expect_ud_or_gp(checks, "vmsave-junk", junk_rax_insn!(0x0f, 0x01, 0xdb));
     expect_ud(checks, "clgi-ud", junk_rax_insn!(0x0f, 0x01, 0xdd));
     expect_ud(checks, "invlpga-ud", junk_rax_insn!(0x0f, 0x01, 0xdf));
     if mode == Mode::Bulkhead {
