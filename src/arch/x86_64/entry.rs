@@ -101,6 +101,7 @@ extern "C" fn kernel_main(magic: u32, info_addr: u64) -> ! {
 
     let cpus = super::acpi::cpu_apic_ids(&info);
     start_aps(&info, &cpus);
+    let cpu_count = cpus.len().max(1);
 
     let caps = match virt::probe() {
         Ok(c) => c,
@@ -110,6 +111,9 @@ extern "C" fn kernel_main(magic: u32, info_addr: u64) -> ! {
         }
     };
     log::info!(target: "virt", "{caps}");
+    if args.selftest && super::selftest::run(cpu_count) > 0 && args.test {
+        finish(false, "self-tests failed");
+    }
     crate::hypervisor::run(&info, args, caps)
 }
 

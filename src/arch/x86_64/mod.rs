@@ -10,6 +10,7 @@ pub mod idt;
 pub mod memory;
 pub mod npt_interim;
 pub mod percpu;
+pub mod selftest;
 pub mod serial;
 pub mod smp;
 pub mod tables;
