@@ -137,3 +137,60 @@ pub fn disable_legacy_pic() {
         cpu::outb(PIC2_DATA, 0xFF);
     }
 }
+
+const REG_LVT_TIMER: u32 = 0x320;
+const REG_TIMER_INITIAL: u32 = 0x380;
+const REG_TIMER_CURRENT: u32 = 0x390;
+const REG_TIMER_DIVIDE: u32 = 0x3E0;
+const LVT_MASKED: u32 = 1 << 16;
+const LVT_TSC_DEADLINE: u32 = 2 << 17;
+const DIVIDE_BY_1: u32 = 0b1011;
+const MSR_TSC_DEADLINE: u32 = 0x6E0;
+
+/// How this CPU's timer is driven: TSC-deadline mode, or one-shot counts at a measured rate.
+static TIMER_TICKS_PER_MS: AtomicU64 = AtomicU64::new(0);
+static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
+
+/// Prepares the local APIC timer (call on each CPU after [`init`] and TSC calibration): uses
+/// TSC-deadline mode where CPUID offers it, otherwise measures the timer's rate against the TSC.
+pub fn init_timer(vector: u8) {
+    let has_deadline = raw_cpuid::CpuId::new().get_feature_info().is_some_and(|f| f.has_tsc_deadline());
+    TSC_DEADLINE.store(has_deadline, Ordering::Relaxed);
+    if has_deadline {
+        write(REG_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(vector));
+        return;
+    }
+    write(REG_TIMER_DIVIDE, DIVIDE_BY_1);
+    write(REG_LVT_TIMER, LVT_MASKED | u32::from(vector));
+    if TIMER_TICKS_PER_MS.load(Ordering::Relaxed) == 0 {
+        write(REG_TIMER_INITIAL, u32::MAX);
+        super::time::delay_us(1000);
+        let elapsed = u32::MAX - read(REG_TIMER_CURRENT);
+        write(REG_TIMER_INITIAL, 0);
+        TIMER_TICKS_PER_MS.store(u64::from(elapsed.max(1)), Ordering::Relaxed);
+    }
+    write(REG_LVT_TIMER, u32::from(vector));
+}
+
+/// Arms this CPU's timer to interrupt at TSC value `deadline` (or soon, if it has passed).
+pub fn arm_timer_at(deadline: u64) {
+    if TSC_DEADLINE.load(Ordering::Relaxed) {
+        // SAFETY: TSC-deadline mode is configured (CPUID said the MSR exists).
+        unsafe { cpu::wrmsr(MSR_TSC_DEADLINE, deadline.max(1)) };
+        return;
+    }
+    let now = cpu::rdtsc();
+    let tsc_per_ms = super::time::tsc_khz();
+    let ticks = deadline.saturating_sub(now).saturating_mul(TIMER_TICKS_PER_MS.load(Ordering::Relaxed)) / tsc_per_ms.max(1);
+    write(REG_TIMER_INITIAL, ticks.clamp(1, u64::from(u32::MAX)) as u32);
+}
+
+/// Cancels a pending timer interrupt.
+pub fn disarm_timer() {
+    if TSC_DEADLINE.load(Ordering::Relaxed) {
+        // SAFETY: as in `arm_timer_at`; zero disarms.
+        unsafe { cpu::wrmsr(MSR_TSC_DEADLINE, 0) };
+    } else {
+        write(REG_TIMER_INITIAL, 0);
+    }
+}

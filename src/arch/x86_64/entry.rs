@@ -58,6 +58,7 @@ fn init_cpu_tables() {
     idt::load();
     apic::init();
     idt::set_handler(idt::KICK_VECTOR, |_| {});
+    idt::set_handler(idt::TIMER_VECTOR, |_| {});
 }
 
 #[no_mangle]
@@ -98,6 +99,7 @@ extern "C" fn kernel_main(magic: u32, info_addr: u64) -> ! {
     unsafe { percpu::init(0, apic::id()) };
     let khz = time::calibrate();
     log::info!(target: "boot", "TSC {} MHz", khz / 1000);
+    apic::init_timer(idt::TIMER_VECTOR);
 
     let cpus = super::acpi::cpu_apic_ids(&info);
     start_aps(&info, &cpus);
@@ -207,6 +209,7 @@ extern "C" fn ap_main(index: usize) -> ! {
     init_cpu_tables();
     // SAFETY: as above; record the APIC id now that the APIC is enabled.
     unsafe { percpu::init(index, apic::id()) };
+    apic::init_timer(idt::TIMER_VECTOR);
     match virt::probe() {
         Ok(_) => log::debug!(target: "smp", "online, APIC id {}", apic::id()),
         Err(e) => log::warn!(target: "smp", "online, APIC id {}, but {e}", apic::id()),

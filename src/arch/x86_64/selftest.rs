@@ -11,7 +11,8 @@ use crate::println;
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
-const TESTS: [Test; 6] = [
+const TESTS: [Test; 7] = [
+    ("timer-wakes", timer_wakes),
     ("frames-roundtrip", frames_roundtrip),
     ("guest-ram-copies", guest_ram_copies),
     ("tsc-advances", tsc_advances),
@@ -115,5 +116,21 @@ fn all_cpus_online() -> Result<(), &'static str> {
     if smp::online() != EXPECTED_CPUS.load(core::sync::atomic::Ordering::Relaxed) {
         return Err("not every CPU in the MADT came online");
     }
+    Ok(())
+}
+
+fn timer_wakes() -> Result<(), &'static str> {
+    let start = cpu::rdtsc();
+    let deadline = start + time::tsc_khz() * 2;
+    apic::arm_timer_at(deadline);
+    // A kick or a stray interrupt may wake us early; wait for the deadline itself.
+    let limit = start + time::tsc_khz() * 1000;
+    while cpu::rdtsc() < deadline {
+        cpu::wait_for_interrupt();
+        if cpu::rdtsc() > limit {
+            return Err("no timer interrupt within 1 s of a 2 ms deadline");
+        }
+    }
+    apic::disarm_timer();
     Ok(())
 }
