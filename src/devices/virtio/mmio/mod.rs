@@ -32,6 +32,8 @@ pub const VENDOR_ID: u32 = 0x4B48_4C42;
 pub const INT_USED_BUFFER: u32 = 1;
 /// InterruptStatus bit: the configuration (or NEEDS_RESET) changed.
 pub const INT_CONFIG_CHANGE: u32 = 2;
+/// Warnings a device logs at most; later ones are only counted.
+const MAX_WARNINGS: u32 = 16;
 /// What SHMLen/SHMBase read as for a region that does not exist (§4.2.2: -1).
 const NO_SHM_REGION: u64 = 0xFFFF_FFFF;
 
@@ -94,6 +96,7 @@ pub struct MmioTransport<D: VirtioDevice> {
     interrupt_status: u32,
     forbidden: Option<GuestRange>,
     last_fault: Option<DeviceError>,
+    warnings: u32,
     stats: TransportStats,
 }
 
@@ -122,6 +125,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
                 len: HIGH_RAM_START - LOW_RAM_END,
             }),
             last_fault: None,
+            warnings: 0,
             stats: TransportStats::default(),
         }
     }
@@ -164,6 +168,18 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
     fn selected_queue(&mut self) -> Option<&mut Queue> {
         self.queues.get_mut(self.queue_sel as usize)
+    }
+
+    /// Logs a guest mistake, at most [`MAX_WARNINGS`] times per device so that a guest looping
+    /// over reset and error cannot flood the hypervisor's serial line.
+    fn warn(&mut self, what: core::fmt::Arguments<'_>) {
+        self.warnings += 1;
+        if self.warnings <= MAX_WARNINGS {
+            log::warn!("{}: {what}", self.device.name());
+        }
+        if self.warnings == MAX_WARNINGS {
+            log::warn!("{}: further warnings suppressed", self.device.name());
+        }
     }
 
     fn ignore(&mut self, what: &str, offset: u64, size: u8) {
@@ -308,28 +324,23 @@ impl<D: VirtioDevice> MmioTransport<D> {
         // NEEDS_RESET is the device's to set; a driver may only add bits until it resets.
         let mut new = (v & !status::DEVICE_NEEDS_RESET) | (old & status::DEVICE_NEEDS_RESET);
         if old & !new != 0 {
-            log::warn!(
-                "{}: driver cleared status bits {:#x}; ignored",
-                self.device.name(),
+            self.warn(format_args!(
+                "driver cleared status bits {:#x}; ignored",
                 old & !new
-            );
+            ));
             return None;
         }
         let added = new & !old;
         if added & status::FEATURES_OK != 0 && !self.features_acceptable() {
-            log::warn!(
-                "{}: refusing FEATURES_OK for driver features {:#x} (offered {:#x}, VERSION_1 required)",
-                self.device.name(),
-                self.driver_features,
-                self.offered_features()
-            );
+            let (accepted, offered) = (self.driver_features, self.offered_features());
+            self.warn(format_args!(
+                "refusing FEATURES_OK for driver features {accepted:#x} (offered {offered:#x}, \
+                 VERSION_1 required)"
+            ));
             new &= !status::FEATURES_OK;
         }
         if added & status::DRIVER_OK != 0 && new & status::FEATURES_OK == 0 {
-            log::warn!(
-                "{}: DRIVER_OK before FEATURES_OK; ignored",
-                self.device.name()
-            );
+            self.warn(format_args!("DRIVER_OK before FEATURES_OK; ignored"));
             new &= !status::DRIVER_OK;
         }
         self.status = new;
@@ -399,7 +410,7 @@ impl<D: VirtioDevice> MmioTransport<D> {
 
     /// The guest broke the protocol: stop serving until it resets the device (§2.1.2).
     fn fault(&mut self, e: DeviceError) -> MmioEffect {
-        log::warn!("{}: {e}; device needs reset", self.device.name());
+        self.warn(format_args!("{e}; device needs reset"));
         self.status |= status::DEVICE_NEEDS_RESET;
         self.last_fault = Some(e);
         self.interrupt_status |= INT_CONFIG_CHANGE;

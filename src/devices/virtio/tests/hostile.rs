@@ -186,7 +186,8 @@ fn readable_after_writable() {
 #[test]
 fn bad_queue_sizes_and_rings() {
     let base = GuestPhysAddr::new(0x4000);
-    let cases: [(u16, u64, fn(&QueueError) -> bool); 5] = [
+    type Case = (u16, u64, fn(&QueueError) -> bool);
+    let cases: [Case; 5] = [
         (6, 0, |e| matches!(e, QueueError::BadSize { size: 6, .. })),
         (512, 0, |e| {
             matches!(e, QueueError::BadSize { max: 256, .. })
