@@ -2,6 +2,7 @@
 
 mod blk;
 mod bus;
+mod chain;
 mod console;
 mod fuzz_smoke;
 mod hostile;

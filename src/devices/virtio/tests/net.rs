@@ -190,3 +190,43 @@ fn reset_drops_waiting_frames() {
     assert_eq!(b.t.device().port().inbox_len(), 0);
     assert!(!b.t.device().port().has_pending());
 }
+
+#[test]
+fn senders_on_other_cpus_never_lose_count() {
+    extern crate std;
+    let sw = Switch::new("lan", 64);
+    let sink = sw.add_port();
+    let senders: Vec<_> = (0..3u8)
+        .map(|n| {
+            let port = sw.add_port();
+            std::thread::spawn(move || {
+                for i in 0..500u32 {
+                    port.send(frame(
+                        BCAST,
+                        [2, 0, 0, 0, 1, n],
+                        i as u8,
+                        64 + (i % 64) as usize,
+                    ));
+                }
+            })
+        })
+        .collect();
+    let mut received = 0u64;
+    while senders.iter().any(|s| !s.is_finished()) || sink.inbox_len() > 0 {
+        if sink.take_pending() {
+            while sink.recv().is_some() {
+                received += 1;
+            }
+        }
+        std::thread::yield_now();
+    }
+    for s in senders {
+        s.join().unwrap();
+    }
+    while sink.recv().is_some() {
+        received += 1;
+    }
+    let stats = sink.stats();
+    assert_eq!(stats.rx_frames, received);
+    assert_eq!(stats.rx_frames + stats.rx_dropped, 1500);
+}

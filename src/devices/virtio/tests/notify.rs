@@ -88,3 +88,38 @@ fn poll_without_pending_work_is_quiet() {
     let (mut t, drv) = blk_ready(false, RING_FEATURES, 8);
     assert!(!t.poll(&drv.mem).interrupt);
 }
+
+#[test]
+fn ring_indices_wrap_around_u16() {
+    let (mut t, mut drv) = blk_ready(false, RING_FEATURES, 8);
+    let header = drv.alloc(16, 8);
+    drv.write_bytes(header, &blk_header(4, 0));
+    let status = drv.alloc(1, 1);
+    let bufs = [
+        crate::devices::virtio::testing::Buf {
+            gpa: header,
+            len: 16,
+            is_writable: false,
+        },
+        crate::devices::virtio::testing::Buf {
+            gpa: status,
+            len: 1,
+            is_writable: true,
+        },
+    ];
+    let mut completed = 0u32;
+    // 70 000 requests in batches of 4 carry every index past 65 535.
+    for batch in 0..17_500u32 {
+        drv.set_used_event(0, (batch * 4 + 3) as u16);
+        for _ in 0..4 {
+            drv.add_chain(0, &bufs);
+        }
+        assert!(drv.notify(&mut t, 0).interrupt, "batch {batch}");
+        while drv.pop_used(0).is_some() {
+            completed += 1;
+        }
+    }
+    assert_eq!(completed, 70_000);
+    assert_eq!(drv.avail_event(0), 70_000u32 as u16);
+    assert_eq!(t.stats().device.requests, 70_000);
+}
