@@ -322,25 +322,24 @@ fn find_pvh_note(
     let pad = if align == 8 { 8 } else { 4 };
     let region = Image::new(notes);
     let mut at = 0u64;
-    let truncated = |offset: u64, len: u64| LoadError::Truncated {
+    let malformed = |at: u64| LoadError::MalformedNote {
         part,
-        offset: base_offset.saturating_add(offset),
-        len,
-        image_len: base_offset.saturating_add(region.len()),
+        offset: base_offset.saturating_add(at),
     };
     while at + NOTE_HEADER_SIZE <= region.len() {
         let namesz = u64::from(region.u32(part, at)?);
-        let descsz = region.u32(part, at + 4)?;
+        let descsz = u64::from(region.u32(part, at + 4)?);
         let n_type = region.u32(part, at + 8)?;
         let name_at = at + NOTE_HEADER_SIZE;
-        let desc_at = align_up(name_at + namesz, pad).ok_or(truncated(at, namesz))?;
-        let next = align_up(desc_at + u64::from(descsz), pad).ok_or(truncated(at, namesz))?;
+        // Both sizes are 32-bit and `at` is within a slice, so none of these sums overflow.
+        let desc_at = align_up(name_at + namesz, pad).ok_or(malformed(at))?;
+        let next = align_up(desc_at + descsz, pad).ok_or(malformed(at))?;
         let name = region
             .slice(part, name_at, namesz)
-            .map_err(|_| truncated(name_at, namesz))?;
+            .map_err(|_| malformed(at))?;
         let desc = region
-            .slice(part, desc_at, u64::from(descsz))
-            .map_err(|_| truncated(desc_at, u64::from(descsz)))?;
+            .slice(part, desc_at, descsz)
+            .map_err(|_| malformed(at))?;
         if n_type == XEN_ELFNOTE_PHYS32_ENTRY && trim_nul(name) == XEN_NOTE_NAME {
             return pvh_entry_from_desc(desc).map(Some);
         }

@@ -108,6 +108,8 @@ pub enum LoadError {
         size: u64,
         ram_size: u64,
     },
+    /// A note's name or descriptor runs past the end of its segment or section.
+    MalformedNote { part: ImagePart, offset: u64 },
     /// No `XEN_ELFNOTE_PHYS32_ENTRY` note in any PT_NOTE segment or SHT_NOTE section.
     PvhNoteMissing,
     /// The PVH note's descriptor is not a 32-bit address.
@@ -201,6 +203,11 @@ impl fmt::Display for LoadError {
                 f,
                 "ELF segment {index} at {gpa} size {size:#x} does not fit in {} of guest RAM",
                 Size(ram_size)
+            ),
+            Self::MalformedNote { part, offset } => write!(
+                f,
+                "{part} has a note at offset {offset:#x} whose name or descriptor runs past \
+                 the end of the notes"
             ),
             Self::PvhNoteMissing => f.write_str(
                 "ELF image has no XEN_ELFNOTE_PHYS32_ENTRY note (type 18, name \"Xen\"), \

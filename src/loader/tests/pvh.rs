@@ -203,6 +203,26 @@ fn pvh_note_with_a_64_bit_address_is_rejected() {
 }
 
 #[test]
+fn note_running_past_its_segment_is_rejected() {
+    let mut notes = pvh_note(KERNEL_ENTRY);
+    notes[0..4].copy_from_slice(&0x100u32.to_le_bytes()); // namesz beyond the 20-byte segment
+    let b = ElfBuilder::new()
+        .segment(Segment::load(KERNEL_BASE, vec![1; 0x100], 0x100))
+        .segment(Segment::note(notes));
+    let err = load(&ram(16), &MIB16, &request(&b.build())).unwrap_err();
+    assert!(matches!(
+        err,
+        LoadError::MalformedNote {
+            part: ImagePart::NoteSegment(1),
+            ..
+        }
+    ));
+    assert!(err
+        .to_string()
+        .starts_with("loader: ELF note segment 1 has a note at offset 0x"));
+}
+
+#[test]
 fn entry_outside_the_segments_is_rejected() {
     let b = ElfBuilder::new()
         .segment(Segment::load(KERNEL_BASE, vec![1; 0x100], 0x100))
