@@ -154,7 +154,9 @@ static TSC_DEADLINE: AtomicBool = AtomicBool::new(false);
 /// Prepares the local APIC timer (call on each CPU after [`init`] and TSC calibration): uses
 /// TSC-deadline mode where CPUID offers it, otherwise measures the timer's rate against the TSC.
 pub fn init_timer(vector: u8) {
-    let has_deadline = raw_cpuid::CpuId::new().get_feature_info().is_some_and(|f| f.has_tsc_deadline());
+    let has_deadline = raw_cpuid::CpuId::new()
+        .get_feature_info()
+        .is_some_and(|f| f.has_tsc_deadline());
     TSC_DEADLINE.store(has_deadline, Ordering::Relaxed);
     if has_deadline {
         write(REG_LVT_TIMER, LVT_TSC_DEADLINE | u32::from(vector));
@@ -181,8 +183,14 @@ pub fn arm_timer_at(deadline: u64) {
     }
     let now = cpu::rdtsc();
     let tsc_per_ms = super::time::tsc_khz();
-    let ticks = deadline.saturating_sub(now).saturating_mul(TIMER_TICKS_PER_MS.load(Ordering::Relaxed)) / tsc_per_ms.max(1);
-    write(REG_TIMER_INITIAL, ticks.clamp(1, u64::from(u32::MAX)) as u32);
+    let ticks = deadline
+        .saturating_sub(now)
+        .saturating_mul(TIMER_TICKS_PER_MS.load(Ordering::Relaxed))
+        / tsc_per_ms.max(1);
+    write(
+        REG_TIMER_INITIAL,
+        ticks.clamp(1, u64::from(u32::MAX)) as u32,
+    );
 }
 
 /// Cancels a pending timer interrupt.
@@ -193,4 +201,9 @@ pub fn disarm_timer() {
     } else {
         write(REG_TIMER_INITIAL, 0);
     }
+}
+
+/// Physical address of the xAPIC register page.
+pub fn base() -> crate::addr::HostPhysAddr {
+    crate::addr::HostPhysAddr::new(XAPIC_BASE.load(Ordering::Relaxed))
 }

@@ -102,7 +102,9 @@ extern "C" fn kernel_main(magic: u32, info_addr: u64) -> ! {
     apic::init_timer(idt::TIMER_VECTOR);
 
     let cpus = super::acpi::cpu_apic_ids(&info);
+    super::page_tables::init(&info);
     start_aps(&info, &cpus);
+    memory::release_high_memory(&info);
     let cpu_count = cpus.len().max(1);
 
     let caps = match virt::probe() {
@@ -203,6 +205,7 @@ fn start_aps(info: &BootInfo, apic_ids: &[u32]) {
 }
 
 extern "C" fn ap_main(index: usize) -> ! {
+    super::page_tables::load();
     smp::ap_arrived();
     // SAFETY: each AP gets a unique index from the boot CPU; this runs first on the AP.
     unsafe { percpu::init(index, 0) };

@@ -46,8 +46,16 @@ impl GuestRam {
         let low = self.size.min(LOW_RAM_END.as_u64());
         let high = self.size - low;
         [
-            RamRegion { gpa: GuestPhysAddr::ZERO, hpa: self.host_base, len: low },
-            RamRegion { gpa: HIGH_RAM_START, hpa: self.host_base + low, len: high },
+            RamRegion {
+                gpa: GuestPhysAddr::ZERO,
+                hpa: self.host_base,
+                len: low,
+            },
+            RamRegion {
+                gpa: HIGH_RAM_START,
+                hpa: self.host_base + low,
+                len: high,
+            },
         ]
         .into_iter()
         .filter(|r| r.len > 0)
@@ -55,21 +63,28 @@ impl GuestRam {
 
     /// Host address of `[gpa, gpa + len)` if it lies inside one region.
     fn translate(&self, gpa: GuestPhysAddr, len: u64) -> Option<u64> {
-        self.regions().find(|r| range_within(r.gpa, r.len, gpa, len)).map(|r| r.hpa.as_u64() + (gpa - r.gpa))
+        self.regions()
+            .find(|r| range_within(r.gpa, r.len, gpa, len))
+            .map(|r| r.hpa.as_u64() + (gpa - r.gpa))
     }
 
     /// Zeroes the whole RAM (before first use and before a restart).
     pub fn zero(&self) {
         // SAFETY: the block is this guest's RAM (constructor contract) and the guest is not
         // running while it is cleared.
-        unsafe { core::ptr::write_bytes(self.host_base.as_u64() as *mut u8, 0, self.size as usize) };
+        unsafe {
+            core::ptr::write_bytes(self.host_base.as_u64() as *mut u8, 0, self.size as usize)
+        };
     }
 }
 
 impl GuestMemory for GuestRam {
     fn read(&self, gpa: GuestPhysAddr, buf: &mut [u8]) -> Result<(), GuestMemError> {
         let Some(src) = self.translate(gpa, buf.len() as u64) else {
-            return Err(GuestMemError { gpa, len: buf.len() as u64 });
+            return Err(GuestMemError {
+                gpa,
+                len: buf.len() as u64,
+            });
         };
         // SAFETY: `translate` checked the range lies in this guest's RAM, which is mapped.
         unsafe { copy_in(src, buf) };
@@ -78,7 +93,10 @@ impl GuestMemory for GuestRam {
 
     fn write(&self, gpa: GuestPhysAddr, data: &[u8]) -> Result<(), GuestMemError> {
         let Some(dst) = self.translate(gpa, data.len() as u64) else {
-            return Err(GuestMemError { gpa, len: data.len() as u64 });
+            return Err(GuestMemError {
+                gpa,
+                len: data.len() as u64,
+            });
         };
         // SAFETY: `translate` checked the range lies in this guest's RAM, which is mapped.
         unsafe { copy_out(data, dst) };

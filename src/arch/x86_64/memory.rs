@@ -80,6 +80,7 @@ pub fn init_frames(info: &BootInfo) {
     for m in &info.modules {
         frames.reserve(m.start, m.start + m.len);
     }
+    log::info!(target: "mm", "{} MiB free for guests (largest block {} MiB)", frames.free_bytes() >> 20, frames.largest_free() >> 20);
 }
 
 /// Allocates `size` bytes of zeroed, contiguous physical memory aligned to `align`.
@@ -133,6 +134,7 @@ pub struct Stack {
 pub fn alloc_stack() -> Result<Stack, OutOfFrames> {
     let size = (STACK_PAGES + 1) * PAGE_SIZE;
     let base = alloc_zeroed(size, PAGE_SIZE)?;
+    super::page_tables::guard_stack(base);
     Ok(Stack {
         guard: base,
         top: base.as_u64() + size,
@@ -144,4 +146,24 @@ pub fn module_bytes(m: &crate::boot::Module) -> &'static [u8] {
     // SAFETY: modules lie in RAM that `init_frames` reserved, so nothing ever allocates or writes
     // it; it is identity-mapped and lives as long as the hypervisor.
     unsafe { core::slice::from_raw_parts(m.start.as_u64() as *const u8, m.len as usize) }
+}
+
+/// Hands usable RAM above 4 GiB to the frame allocator (after every CPU switched to the
+/// hypervisor's own page tables, which map it).
+pub fn release_high_memory(info: &BootInfo) {
+    let mut frames = FRAMES.lock();
+    for r in info
+        .memory
+        .iter()
+        .filter(|r| r.kind == RegionKind::Usable && r.end().as_u64() > IDENTITY_MAPPED_END)
+    {
+        frames.add_free(
+            HostPhysAddr::new(r.start.as_u64().max(IDENTITY_MAPPED_END)),
+            r.end(),
+        );
+    }
+    for m in &info.modules {
+        frames.reserve(m.start, m.start + m.len);
+    }
+    log::info!(target: "mm", "{} MiB free for guests (largest block {} MiB)", frames.free_bytes() >> 20, frames.largest_free() >> 20);
 }

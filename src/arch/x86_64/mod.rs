@@ -9,6 +9,7 @@ pub mod guest_ram;
 pub mod idt;
 pub mod memory;
 pub mod npt_interim;
+pub mod page_tables;
 pub mod percpu;
 pub mod selftest;
 pub mod serial;

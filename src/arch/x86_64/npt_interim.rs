@@ -18,7 +18,9 @@ fn next(table: u64, index: usize) -> u64 {
     if e & 1 != 0 {
         return e & 0x000F_FFFF_FFFF_F000;
     }
-    let t = memory::alloc_zeroed(4096, 4096).expect("NPT table frame").as_u64();
+    let t = memory::alloc_zeroed(4096, 4096)
+        .expect("NPT table frame")
+        .as_u64();
     // SAFETY: as above.
     unsafe { table_at(table).add(index).write_volatile(t | P_W_U) };
     t
@@ -34,7 +36,11 @@ pub fn build(ram: &GuestRam) -> HostPhysAddr {
             let pdpt = next(root, ((gpa >> 39) & 511) as usize);
             let pd = next(pdpt, ((gpa >> 30) & 511) as usize);
             // SAFETY: `pd` is a table frame this module allocated.
-            unsafe { table_at(pd).add(((gpa >> 21) & 511) as usize).write_volatile((r.hpa.as_u64() + off) | P_W_U | LARGE) };
+            unsafe {
+                table_at(pd)
+                    .add(((gpa >> 21) & 511) as usize)
+                    .write_volatile((r.hpa.as_u64() + off) | P_W_U | LARGE)
+            };
             off += TWO_MIB;
         }
     }

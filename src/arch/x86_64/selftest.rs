@@ -4,14 +4,16 @@
 use alloc::vec::Vec;
 
 use super::guest_ram::GuestRam;
-use super::{apic, cpu, memory, percpu, smp, time};
+use super::{apic, cpu, memory, page_tables, percpu, smp, time};
 use crate::addr::{GuestPhysAddr, LARGE_PAGE_SIZE};
 use crate::guest_mem::GuestMemory;
 use crate::println;
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
-const TESTS: [Test; 7] = [
+const TESTS: [Test; 9] = [
+    ("no-writable-executable-page", no_wx),
+    ("stack-guards-unmapped", stack_guards_unmapped),
     ("timer-wakes", timer_wakes),
     ("frames-roundtrip", frames_roundtrip),
     ("guest-ram-copies", guest_ram_copies),
@@ -69,9 +71,11 @@ fn guest_ram_copies() -> Result<(), &'static str> {
     let data: Vec<u8> = (0..1000u32).map(|i| (i * 7) as u8).collect();
     let result = (|| {
         for gpa in [0u64, 3, 4093, size - 1000] {
-            ram.write(GuestPhysAddr::new(gpa), &data).map_err(|_| "write in range refused")?;
+            ram.write(GuestPhysAddr::new(gpa), &data)
+                .map_err(|_| "write in range refused")?;
             let mut back = alloc::vec![0u8; data.len()];
-            ram.read(GuestPhysAddr::new(gpa), &mut back).map_err(|_| "read in range refused")?;
+            ram.read(GuestPhysAddr::new(gpa), &mut back)
+                .map_err(|_| "read in range refused")?;
             if back != data {
                 return Err("read back differs");
             }
@@ -132,5 +136,26 @@ fn timer_wakes() -> Result<(), &'static str> {
         }
     }
     apic::disarm_timer();
+    Ok(())
+}
+
+fn no_wx() -> Result<(), &'static str> {
+    if page_tables::has_writable_executable() {
+        return Err("a page is writable and executable");
+    }
+    Ok(())
+}
+
+fn stack_guards_unmapped() -> Result<(), &'static str> {
+    let stack = memory::alloc_stack().map_err(|_| "no memory for a stack")?;
+    let guard_mapped = page_tables::is_mapped(stack.guard.as_u64());
+    let top_mapped = page_tables::is_mapped(stack.top - 8);
+    // The stack is deliberately leaked: its guard page stays unmapped.
+    if guard_mapped {
+        return Err("a new stack's guard page is mapped");
+    }
+    if !top_mapped {
+        return Err("a new stack itself is not mapped");
+    }
     Ok(())
 }

@@ -41,6 +41,7 @@ pub fn report_online() {
 }
 
 extern "C" {
+    static boot_pml4: u8;
     static ap_tramp_start: u8;
     static ap_tramp_slots: u8;
     static ap_tramp_end: u8;
@@ -65,7 +66,8 @@ impl core::fmt::Display for StartError {
 }
 
 /// Starts the AP with local APIC id `apic_id` as CPU `index`: it runs `entry(index)` on the stack
-/// whose top is `stack_top`, with the boot CPU's page tables.
+/// whose top is `stack_top`. It starts on the boot page tables (which map the trampoline page
+/// executable) and switches to the hypervisor's own in `ap_main`.
 ///
 /// # Safety
 /// `page` must be a free, identity-mapped, 4 KiB-aligned page below 1 MiB that nothing else uses
@@ -92,7 +94,7 @@ pub unsafe fn start_ap(
         core::ptr::write_volatile(
             s,
             Slots {
-                cr3: cpu::read_cr3(),
+                cr3: core::ptr::addr_of!(boot_pml4) as u64,
                 stack_top,
                 entry: entry as usize as u64,
                 arg: index as u64,
@@ -125,7 +127,8 @@ pub fn ap_arrived() {
 
 type Job = alloc::boxed::Box<dyn FnOnce() + Send>;
 
-static JOBS: [spin::Mutex<Option<Job>>; super::percpu::MAX_CPUS] = [const { spin::Mutex::new(None) }; super::percpu::MAX_CPUS];
+static JOBS: [spin::Mutex<Option<Job>>; super::percpu::MAX_CPUS] =
+    [const { spin::Mutex::new(None) }; super::percpu::MAX_CPUS];
 
 /// Gives CPU `index` a job to run (it must be idle in [`run_jobs`]) and wakes it.
 pub fn post_job(index: usize, job: Job) {
