@@ -8,7 +8,6 @@ pub mod entry;
 pub mod guest_ram;
 pub mod idt;
 pub mod memory;
-pub mod npt_interim;
 pub mod page_tables;
 pub mod percpu;
 pub mod selftest;
