@@ -4,7 +4,7 @@
 
 use crate::addr::{GuestPhysAddr, HostPhysAddr};
 use crate::guest_mem::{range_within, GuestMemError, GuestMemory};
-use crate::layout::{HIGH_RAM_START, LOW_RAM_END};
+use crate::loader::GuestRamLayout;
 
 /// One guest's RAM.
 #[derive(Debug)]
@@ -41,24 +41,24 @@ impl GuestRam {
         self.size
     }
 
-    /// The (at most two) guest-physical regions of this RAM.
+    /// Where the RAM sits in guest-physical space.
+    pub fn layout(&self) -> GuestRamLayout {
+        GuestRamLayout::new(self.size)
+    }
+
+    /// The (at most two) guest-physical regions of this RAM, with their host addresses (the
+    /// block is laid out in the order of the layout's ranges).
     pub fn regions(&self) -> impl Iterator<Item = RamRegion> {
-        let low = self.size.min(LOW_RAM_END.as_u64());
-        let high = self.size - low;
-        [
-            RamRegion {
-                gpa: GuestPhysAddr::ZERO,
-                hpa: self.host_base,
-                len: low,
-            },
-            RamRegion {
-                gpa: HIGH_RAM_START,
-                hpa: self.host_base + low,
-                len: high,
-            },
-        ]
-        .into_iter()
-        .filter(|r| r.len > 0)
+        let mut host = self.host_base;
+        self.layout().ranges().map(move |r| {
+            let region = RamRegion {
+                gpa: r.start,
+                hpa: host,
+                len: r.len,
+            };
+            host = host + r.len;
+            region
+        })
     }
 
     /// Host address of `[gpa, gpa + len)` if it lies inside one region.
