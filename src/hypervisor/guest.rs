@@ -60,8 +60,17 @@ pub struct Guest {
 impl Guest {
     /// A guest ready to start.
     #[allow(clippy::too_many_arguments)]
-    pub fn new(name: &str, cpus: Vec<usize>, ram: GuestRam, nested_root: HostPhysAddr, asid: u32, on_crash: CrashPolicy, loader: Loader) -> Self {
-        let name: &'static &'static str = Box::leak(Box::new(&*Box::leak(String::from(name).into_boxed_str())));
+    pub fn new(
+        name: &str,
+        cpus: Vec<usize>,
+        ram: GuestRam,
+        nested_root: HostPhysAddr,
+        asid: u32,
+        on_crash: CrashPolicy,
+        loader: Loader,
+    ) -> Self {
+        let name: &'static &'static str =
+            Box::leak(Box::new(&*Box::leak(String::from(name).into_boxed_str())));
         Self {
             name,
             cpus,
@@ -115,14 +124,23 @@ pub fn run_boot_vcpu(guest: &Guest, caps: &Caps, on_stop: &dyn Fn()) {
         guest.set_state(State::Crashed);
     }
     let stats = guest.stats.lock().summary();
-    log::info!("stopped ({:?}, status {}, {} restarts); exits {}", guest.state(), guest.exit_status.load(Ordering::Acquire), guest.restarts.load(Ordering::Acquire), stats);
+    log::info!(
+        "stopped ({:?}, status {}, {} restarts); exits {}",
+        guest.state(),
+        guest.exit_status.load(Ordering::Acquire),
+        guest.restarts.load(Ordering::Acquire),
+        stats
+    );
     percpu::set_guest_name(None);
     on_stop();
 }
 
 fn run_until_stopped(guest: &Guest, caps: &Caps) -> Result<(), String> {
     match caps {
-        Caps::Svm(svm) => run_vcpu(guest, SvmVcpu::new(svm, guest.nested_root, guest.asid).map_err(|e| alloc::format!("{e}"))?),
+        Caps::Svm(svm) => run_vcpu(
+            guest,
+            SvmVcpu::new(svm, guest.nested_root, guest.asid).map_err(|e| alloc::format!("{e}"))?,
+        ),
         Caps::Vmx(_) => Err(String::from("Intel VT-x guests are not supported yet")),
     }
 }
@@ -130,11 +148,17 @@ fn run_until_stopped(guest: &Guest, caps: &Caps) -> Result<(), String> {
 /// The run loop of one vCPU, the same for every vendor.
 fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
     let mut host = MachineHost::new(guest.name);
-    let entry = guest.load().map_err(|e| alloc::format!("cannot load: {e}"))?;
+    let entry = guest
+        .load()
+        .map_err(|e| alloc::format!("cannot load: {e}"))?;
     vcpu.reset(&entry);
     let mut st = VcpuState::new(0, guest.cpus.len() as u32);
     guest.set_state(State::Running);
-    log::info!("started on cpu{} with {} MiB", percpu::index(), guest.ram.size() >> 20);
+    log::info!(
+        "started on cpu{} with {} MiB",
+        percpu::index(),
+        guest.ram.size() >> 20
+    );
     loop {
         let exit = vcpu.run();
         let next = {
@@ -161,11 +185,17 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
                         match guest.on_crash {
                             CrashPolicy::Restart { limit } if restarts < limit => {
                                 let n = guest.restarts.fetch_add(1, Ordering::AcqRel) + 1;
-                                let entry = guest.load().map_err(|e| alloc::format!("cannot reload: {e}"))?;
+                                let entry = guest
+                                    .load()
+                                    .map_err(|e| alloc::format!("cannot reload: {e}"))?;
                                 vcpu.reset(&entry);
                                 st = VcpuState::new(0, guest.cpus.len() as u32);
                                 *guest.devices.lock() = GuestDevices::default();
-                                println!("RESTART {} {n}/{limit} free-frames {}", guest.name, memory::free_frames());
+                                println!(
+                                    "RESTART {} {n}/{limit} free-frames {}",
+                                    guest.name,
+                                    memory::free_frames()
+                                );
                             }
                             _ => {
                                 guest.exit_status.store(255, Ordering::Release);

@@ -18,7 +18,11 @@ impl MachineHost {
     pub fn new(name: &'static str) -> Self {
         let max_basic = cpuid_count(0, 0).eax;
         let max_ext = cpuid_count(0x8000_0000, 0).eax;
-        Self { name, max_basic, max_ext }
+        Self {
+            name,
+            max_basic,
+            max_ext,
+        }
     }
 }
 

@@ -73,9 +73,18 @@ fn guest_finished(all: &[Arc<Guest>], test: bool) {
             State::Crashed => "crashed",
             _ => "stopped",
         };
-        crate::println!("GUEST {} {state} status {} restarts {}", g.name, g.exit_status.load(Ordering::Acquire), g.restarts.load(Ordering::Acquire));
+        crate::println!(
+            "GUEST {} {state} status {} restarts {}",
+            g.name,
+            g.exit_status.load(Ordering::Acquire),
+            g.restarts.load(Ordering::Acquire)
+        );
     }
-    log::info!("all guests stopped; {} MiB free, {} free frames", memory::free_bytes() >> 20, memory::free_frames());
+    log::info!(
+        "all guests stopped; {} MiB free, {} free frames",
+        memory::free_bytes() >> 20,
+        memory::free_frames()
+    );
     if test {
         entry::finish(true, "");
     }
