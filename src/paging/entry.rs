@@ -251,3 +251,14 @@ impl Entry for EptEntry {
         flags
     }
 }
+
+/// EPTP bits 5:3: page-walk length minus one (SDM vol.3 §25.6.11).
+const EPTP_WALK_LENGTH_4: u64 = 3 << 3;
+
+impl EptEntry {
+    /// The EPT pointer for a 4-level tree rooted at `root`: write-back paging structures, no
+    /// accessed/dirty flags (SDM vol.3 §25.6.11; §24.6.11 in older editions).
+    pub fn eptp(root: HostPhysAddr) -> u64 {
+        (root.as_u64() & ADDR_MASK_4K) | EPT_MEMTYPE_WB | EPTP_WALK_LENGTH_4
+    }
+}

@@ -18,8 +18,10 @@ mod table;
 #[cfg(test)]
 mod tests;
 
-pub use arena::{ArenaTables, TableMemory};
-pub use entry::{Entry, EptEntry, HostEntry, NptEntry};
+pub use arena::{ArenaTables, TableMemory, ENTRIES_PER_TABLE};
+pub use entry::{
+    Entry, EptEntry, HostEntry, NptEntry, EPT_IGNORE_PAT, EPT_MEMTYPE_UC, EPT_MEMTYPE_WB,
+};
 pub use table::PageTable;
 
 use core::fmt;
