@@ -159,7 +159,7 @@ impl BootInfo {
                     memory.push(MemRegion {
                         start: HostPhysAddr::new(a.start_address()),
                         len: a.size(),
-                        kind: e820_kind(a.typ().into()),
+                        kind: e820_kind(a.typ()),
                     });
                 }
             }

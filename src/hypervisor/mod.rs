@@ -45,7 +45,6 @@ pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
         let cpu = g.cpus[0];
         let guest = Arc::clone(g);
         let everyone = Arc::clone(&all);
-        let caps = caps;
         let job = alloc::boxed::Box::new(move || {
             guest::run_boot_vcpu(&guest, &caps, &|| guest_finished(&everyone, test));
         });

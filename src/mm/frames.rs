@@ -172,7 +172,7 @@ impl FrameAllocator {
             start,
             HostPhysAddr::new(end)
                 .checked_align_up(PAGE_SIZE)
-                .unwrap_or(HostPhysAddr::new(u64::MAX & !(PAGE_SIZE - 1))),
+                .unwrap_or(HostPhysAddr::new(!(PAGE_SIZE - 1))),
         );
     }
 

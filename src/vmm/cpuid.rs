@@ -23,7 +23,11 @@ pub struct CpuidContext {
 /// Highest hypervisor leaf.
 pub const HV_MAX_LEAF: u32 = 0x4000_0010;
 /// "Bulkhead" in EBX, ECX, EDX of leaf 0x40000000.
-pub const HV_SIGNATURE: [u32; 3] = [u32::from_le_bytes(*b"Bulk"), u32::from_le_bytes(*b"head"), 0];
+pub const HV_SIGNATURE: [u32; 3] = [
+    u32::from_le_bytes(*b"Bulk"),
+    u32::from_le_bytes(*b"head"),
+    0,
+];
 
 // Leaf 1 ECX.
 const L1_ECX_MONITOR: u32 = 1 << 3;
@@ -62,14 +66,28 @@ const CR4_OSXSAVE: u64 = 1 << 18;
 
 /// Answers CPUID(`leaf`, `subleaf`) for the guest, given the host's answer `host` ([EAX, EBX,
 /// ECX, EDX]) and the host's highest basic and extended leaves.
-pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], host_max_basic: u32, host_max_ext: u32, ctx: &CpuidContext) -> [u32; 4] {
+pub fn filter(
+    leaf: u32,
+    subleaf: u32,
+    host: [u32; 4],
+    host_max_basic: u32,
+    host_max_ext: u32,
+    ctx: &CpuidContext,
+) -> [u32; 4] {
     let [mut a, mut b, mut c, mut d] = host;
     let count = ctx.vcpu_count.max(1);
     match leaf {
         0 => a = host_max_basic.max(0x16),
         1 => {
             b = (b & 0x0000_FFFF) | (ctx.vcpu_index << 24) | ((count.min(255)) << 16);
-            c &= !(L1_ECX_MONITOR | L1_ECX_VMX | L1_ECX_SMX | L1_ECX_EST | L1_ECX_TM2 | L1_ECX_PDCM | L1_ECX_TSC_DEADLINE | L1_ECX_OSXSAVE);
+            c &= !(L1_ECX_MONITOR
+                | L1_ECX_VMX
+                | L1_ECX_SMX
+                | L1_ECX_EST
+                | L1_ECX_TM2
+                | L1_ECX_PDCM
+                | L1_ECX_TSC_DEADLINE
+                | L1_ECX_OSXSAVE);
             if !ctx.x2apic {
                 c &= !L1_ECX_X2APIC;
             }
@@ -92,7 +110,7 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], host_max_basic: u32, host
         0xB | 0x1F => {
             return match subleaf {
                 0 => [0, 1, 0x100, ctx.vcpu_index],
-                1 => [bits_for(count), count, 0x201 , ctx.vcpu_index],
+                1 => [bits_for(count), count, 0x201, ctx.vcpu_index],
                 _ => [0, 0, subleaf & 0xFF, ctx.vcpu_index],
             }
         }
@@ -103,13 +121,32 @@ pub fn filter(leaf: u32, subleaf: u32, host: [u32; 4], host_max_basic: u32, host
             return [mhz, mhz, 100, 0];
         }
         l if (2..=0x3FFF_FFFF).contains(&l) && l > host_max_basic => return [0; 4],
-        0x4000_0000 => return [HV_MAX_LEAF, HV_SIGNATURE[0], HV_SIGNATURE[1], HV_SIGNATURE[2]],
+        0x4000_0000 => {
+            return [
+                HV_MAX_LEAF,
+                HV_SIGNATURE[0],
+                HV_SIGNATURE[1],
+                HV_SIGNATURE[2],
+            ]
+        }
         // Timing leaf in the VMware/KVM convention: TSC and APIC timer frequency in kHz.
-        0x4000_0010 => return [ctx.tsc_khz.min(u64::from(u32::MAX)) as u32, crate::vmm::APIC_TIMER_KHZ, 0, 0],
+        0x4000_0010 => {
+            return [
+                ctx.tsc_khz.min(u64::from(u32::MAX)) as u32,
+                crate::vmm::APIC_TIMER_KHZ,
+                0,
+                0,
+            ]
+        }
         0x4000_0001..=0x7FFF_FFFF => return [0; 4],
-        0x8000_0000 => a = host_max_ext.min(0x8000_0008).max(0x8000_0008),
+        0x8000_0000 => a = host_max_ext.min(0x8000_0008),
         0x8000_0001 => {
-            c &= !(E1_ECX_SVM | E1_ECX_TOPOEXT | E1_ECX_PERFCTR_CORE | E1_ECX_PERFCTR_NB | E1_ECX_PERFCTR_LLC | E1_ECX_MONITORX);
+            c &= !(E1_ECX_SVM
+                | E1_ECX_TOPOEXT
+                | E1_ECX_PERFCTR_CORE
+                | E1_ECX_PERFCTR_NB
+                | E1_ECX_PERFCTR_LLC
+                | E1_ECX_MONITORX);
         }
         0x8000_0008 => c = (c & !0xFF & !0xF000) | (count - 1),
         0x8000_0009..=0xFFFF_FFFF => return [0; 4],
@@ -127,21 +164,44 @@ mod tests {
     use super::*;
 
     fn ctx() -> CpuidContext {
-        CpuidContext { vcpu_index: 1, vcpu_count: 2, tsc_khz: 2_600_000, guest_cr4: 0, x2apic: false }
+        CpuidContext {
+            vcpu_index: 1,
+            vcpu_count: 2,
+            tsc_khz: 2_600_000,
+            guest_cr4: 0,
+            x2apic: false,
+        }
     }
 
     #[test]
     fn hides_virtualization_and_sets_hypervisor_bit() {
-        let l1 = filter(1, 0, [0x806f8, 0x0810_0800, 0xFFFF_FFFF & !(1 << 31), 0xFFFF_FFFF], 0x1F, 0x8000_0021, &ctx());
+        let l1 = filter(
+            1,
+            0,
+            [0x806f8, 0x0810_0800, !(1u32 << 31), 0xFFFF_FFFF],
+            0x1F,
+            0x8000_0021,
+            &ctx(),
+        );
         assert_eq!(l1[2] & L1_ECX_VMX, 0);
         assert_eq!(l1[2] & L1_ECX_MONITOR, 0);
         assert_eq!(l1[2] & L1_ECX_X2APIC, 0, "no x2APIC until offered");
         assert_ne!(l1[2] & L1_ECX_HYPERVISOR, 0);
         assert_eq!(l1[1] >> 24, 1, "initial APIC id is the vCPU index");
         assert_eq!((l1[1] >> 16) & 0xFF, 2, "logical processors = vCPU count");
-        let e1 = filter(0x8000_0001, 0, [0, 0, 0xFFFF_FFFF, 0], 0x1F, 0x8000_0021, &ctx());
+        let e1 = filter(
+            0x8000_0001,
+            0,
+            [0, 0, 0xFFFF_FFFF, 0],
+            0x1F,
+            0x8000_0021,
+            &ctx(),
+        );
         assert_eq!(e1[2] & E1_ECX_SVM, 0);
-        assert_eq!(filter(0x8000_000A, 0, [1, 16, 0, 0xFF], 0x1F, 0x8000_0021, &ctx()), [0; 4]);
+        assert_eq!(
+            filter(0x8000_000A, 0, [1, 16, 0, 0xFF], 0x1F, 0x8000_0021, &ctx()),
+            [0; 4]
+        );
     }
 
     #[test]
@@ -152,18 +212,46 @@ mod tests {
         sig[4..8].copy_from_slice(&h[2].to_le_bytes());
         sig[8..].copy_from_slice(&h[3].to_le_bytes());
         assert_eq!(&sig, b"Bulkhead\0\0\0\0");
-        assert_eq!(filter(0x4000_0010, 0, [0; 4], 0xD, 0x8000_0008, &ctx())[0], 2_600_000);
-        assert_eq!(filter(0x4000_0100, 0, [7; 4], 0xD, 0x8000_0008, &ctx()), [0; 4], "no Xen/KVM signature further up");
+        assert_eq!(
+            filter(0x4000_0010, 0, [0; 4], 0xD, 0x8000_0008, &ctx())[0],
+            2_600_000
+        );
+        assert_eq!(
+            filter(0x4000_0100, 0, [7; 4], 0xD, 0x8000_0008, &ctx()),
+            [0; 4],
+            "no Xen/KVM signature further up"
+        );
         let t = filter(0x15, 0, [0; 4], 0xD, 0x8000_0008, &ctx());
-        assert_eq!(u64::from(t[2]) * u64::from(t[1]) / u64::from(t[0]), 2_600_000_000);
-        assert_eq!(filter(0, 0, [0xD, 1, 2, 3], 0xD, 0x8000_0008, &ctx())[0], 0x16, "max leaf covers the TSC leaves");
+        assert_eq!(
+            u64::from(t[2]) * u64::from(t[1]) / u64::from(t[0]),
+            2_600_000_000
+        );
+        assert_eq!(
+            filter(0, 0, [0xD, 1, 2, 3], 0xD, 0x8000_0008, &ctx())[0],
+            0x16,
+            "max leaf covers the TSC leaves"
+        );
     }
 
     #[test]
     fn topology_matches_the_guest() {
         assert_eq!(filter(0xB, 1, [0; 4], 0x1F, 0x8000_0008, &ctx())[1], 2);
         assert_eq!(filter(0xB, 0, [0; 4], 0x1F, 0x8000_0008, &ctx())[3], 1);
-        assert_eq!(filter(0x8000_0008, 0, [0x3030, 0, 0x0F, 0], 0x1F, 0x8000_0008, &ctx())[2] & 0xFF, 1);
-        assert_eq!(filter(0x13, 0, [5; 4], 0x12, 0x8000_0008, &ctx()), [0; 4], "beyond the host's max");
+        assert_eq!(
+            filter(
+                0x8000_0008,
+                0,
+                [0x3030, 0, 0x0F, 0],
+                0x1F,
+                0x8000_0008,
+                &ctx()
+            )[2] & 0xFF,
+            1
+        );
+        assert_eq!(
+            filter(0x13, 0, [5; 4], 0x12, 0x8000_0008, &ctx()),
+            [0; 4],
+            "beyond the host's max"
+        );
     }
 }

@@ -7,7 +7,11 @@ use core::fmt::Write;
 use super::cpuid::{self, CpuidContext};
 use super::msr::{MsrOutcome, MsrState, MSR_EFER};
 use super::stats::ExitStats;
+use crate::addr::GuestPhysAddr;
+use crate::decode::walk::{self, PagingContext};
+use crate::decode::{self, CpuMode, Insn, MAX_INSN_LEN};
 use crate::devices::uart::Uart;
+use crate::devices::virtio::bus::VirtioBus;
 use crate::guest_mem::GuestMemory;
 use crate::layout::{COM1_PORT, GUEST_EXIT_PORT};
 use crate::virt::{reg, IoAccess, Vcpu, VmExit};
@@ -34,7 +38,7 @@ pub trait Host {
 }
 
 /// Devices and counters one guest shares between its vCPUs.
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct GuestDevices {
     /// COM1.
     pub uart: Uart,
@@ -42,6 +46,8 @@ pub struct GuestDevices {
     pub unassigned_io: u64,
     /// Accesses to guest-physical addresses with nothing behind them.
     pub unassigned_mmio: u64,
+    /// The guest's virtio-mmio devices.
+    pub virtio: VirtioBus,
 }
 
 /// One vCPU's own emulation state.
@@ -57,10 +63,33 @@ pub struct VcpuState {
     pub stats: ExitStats,
 }
 
+impl GuestDevices {
+    /// A device read at `gpa`, or `None` if no device is there.
+    pub fn mmio_read(&mut self, gpa: GuestPhysAddr, size: u8) -> Option<u64> {
+        self.virtio.read(gpa, size)
+    }
+
+    /// A device write at `gpa`; false if no device is there.
+    pub fn mmio_write(
+        &mut self,
+        gpa: GuestPhysAddr,
+        size: u8,
+        value: u64,
+        mem: &dyn GuestMemory,
+    ) -> bool {
+        self.virtio.write(gpa, size, value, mem, |_gsi| {})
+    }
+}
+
 impl VcpuState {
     /// State at reset.
     pub fn new(index: u32, count: u32) -> Self {
-        Self { index, count, msrs: MsrState::new(index), stats: ExitStats::default() }
+        Self {
+            index,
+            count,
+            msrs: MsrState::new(index),
+            stats: ExitStats::default(),
+        }
     }
 }
 
@@ -93,8 +122,47 @@ pub enum Next {
     Stop(StopReason),
 }
 
-fn insn_len<V: Vcpu>(vcpu: &V, fixed: u8) -> u8 {
-    vcpu.exit_insn_len().unwrap_or(fixed)
+/// Fetches (through the guest's own page tables) and decodes the instruction at RIP.
+pub fn decode_at_rip<V: Vcpu>(vcpu: &V, mem: &dyn GuestMemory) -> Result<(Insn, Vec<u8>), String> {
+    let p = vcpu.paging();
+    let ctx = PagingContext {
+        cr0: p.cr0,
+        cr3: p.cr3,
+        cr4: p.cr4,
+        efer: p.efer,
+    };
+    let mode = CpuMode::from_code_bits(p.code_bits).unwrap_or(CpuMode::Bits64);
+    let cs_base = if mode == CpuMode::Bits64 {
+        0
+    } else {
+        p.cs_base
+    };
+    let mut buf = [0u8; MAX_INSN_LEN];
+    let n = walk::fetch_insn(mem, &ctx, cs_base, vcpu.rip(), &mut buf).map_err(|e| {
+        alloc::format!("cannot fetch the instruction at RIP {:#x}: {e}", vcpu.rip())
+    })?;
+    let insn = decode::decode(&buf[..n], mode).map_err(|e| {
+        alloc::format!(
+            "cannot decode the instruction at RIP {:#x}: {e}",
+            vcpu.rip()
+        )
+    })?;
+    Ok((insn, buf[..n].to_vec()))
+}
+
+/// Length of the instruction that exited: from the hardware when it says, else decoded (QEMU
+/// TCG gives no nRIP), else the instruction's architectural length without prefixes.
+fn insn_len<V: Vcpu>(vcpu: &V, mem: &dyn GuestMemory, fixed: u8) -> u8 {
+    if let Some(len) = vcpu.exit_insn_len() {
+        return len;
+    }
+    match decode_at_rip(vcpu, mem) {
+        Ok((insn, _)) => insn.len,
+        Err(why) => {
+            log::debug!("{why}; assuming {fixed} bytes");
+            fixed
+        }
+    }
 }
 
 fn skip<V: Vcpu>(vcpu: &mut V, len: u8) {
@@ -108,29 +176,59 @@ pub fn crash_report<V: Vcpu>(vcpu: &mut V, what: &str) -> String {
     let p = vcpu.paging();
     let r = vcpu.regs().gprs;
     let mut s = String::new();
-    let _ = write!(s, "{what} at RIP {rip:#x} (CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x})", p.cr0, p.cr3, p.cr4, p.efer);
-    const NAMES: [&str; 16] = ["RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI", "R8", "R9", "R10", "R11", "R12", "R13", "R14", "R15"];
+    let _ = write!(
+        s,
+        "{what} at RIP {rip:#x} (CR0 {:#x} CR3 {:#x} CR4 {:#x} EFER {:#x})",
+        p.cr0, p.cr3, p.cr4, p.efer
+    );
+    const NAMES: [&str; 16] = [
+        "RAX", "RCX", "RDX", "RBX", "RSP", "RBP", "RSI", "RDI", "R8", "R9", "R10", "R11", "R12",
+        "R13", "R14", "R15",
+    ];
     for (i, n) in NAMES.iter().enumerate() {
-        let _ = write!(s, "{}{n}={:#x}", if i % 4 == 0 { "\n  " } else { " " }, r[i]);
+        let _ = write!(
+            s,
+            "{}{n}={:#x}",
+            if i % 4 == 0 { "\n  " } else { " " },
+            r[i]
+        );
     }
     s
 }
 
 /// Handles one exit of `vcpu`.
-pub fn handle<V: Vcpu, H: Host>(vcpu: &mut V, exit: VmExit, st: &mut VcpuState, dev: &mut GuestDevices, _mem: &dyn GuestMemory, host: &mut H) -> Next {
+pub fn handle<V: Vcpu, H: Host>(
+    vcpu: &mut V,
+    exit: VmExit,
+    st: &mut VcpuState,
+    dev: &mut GuestDevices,
+    mem: &dyn GuestMemory,
+    host: &mut H,
+) -> Next {
     st.stats.count(exit.name());
     match exit {
         VmExit::Cpuid => {
             let regs = vcpu.regs();
             let (leaf, sub) = (regs.gpr(reg::RAX) as u32, regs.gpr(reg::RCX) as u32);
             let (max_basic, max_ext) = host.cpuid_max();
-            let ctx = CpuidContext { vcpu_index: st.index, vcpu_count: st.count, tsc_khz: host.tsc_khz(), guest_cr4: vcpu.paging().cr4, x2apic: false };
+            let ctx = CpuidContext {
+                vcpu_index: st.index,
+                vcpu_count: st.count,
+                tsc_khz: host.tsc_khz(),
+                guest_cr4: vcpu.paging().cr4,
+                x2apic: false,
+            };
             let out = cpuid::filter(leaf, sub, host.cpuid(leaf, sub), max_basic, max_ext, &ctx);
             let regs = vcpu.regs();
-            for (r, v) in [(reg::RAX, out[0]), (reg::RBX, out[1]), (reg::RCX, out[2]), (reg::RDX, out[3])] {
+            for (r, v) in [
+                (reg::RAX, out[0]),
+                (reg::RBX, out[1]),
+                (reg::RCX, out[2]),
+                (reg::RDX, out[3]),
+            ] {
                 regs.set_gpr(r, u64::from(v));
             }
-            let len = insn_len(vcpu, 2);
+            let len = insn_len(vcpu, mem, 2);
             skip(vcpu, len);
             Next::Resume
         }
@@ -141,7 +239,7 @@ pub fn handle<V: Vcpu, H: Host>(vcpu: &mut V, exit: VmExit, st: &mut VcpuState, 
                     let regs = vcpu.regs();
                     regs.set_gpr(reg::RAX, v & 0xFFFF_FFFF);
                     regs.set_gpr(reg::RDX, v >> 32);
-                    let len = insn_len(vcpu, 2);
+                    let len = insn_len(vcpu, mem, 2);
                     skip(vcpu, len);
                 }
                 _ => {
@@ -162,24 +260,24 @@ pub fn handle<V: Vcpu, H: Host>(vcpu: &mut V, exit: VmExit, st: &mut VcpuState, 
                 }
                 MsrOutcome::Efer(v) if msr == MSR_EFER => {
                     vcpu.set_efer(v);
-                    let len = insn_len(vcpu, 2);
+                    let len = insn_len(vcpu, mem, 2);
                     skip(vcpu, len);
                 }
                 _ => {
-                    let len = insn_len(vcpu, 2);
+                    let len = insn_len(vcpu, mem, 2);
                     skip(vcpu, len);
                 }
             }
             Next::Resume
         }
-        VmExit::Io(io) => handle_io(vcpu, io, dev, host),
+        VmExit::Io(io) => handle_io(vcpu, io, dev, mem, host),
         VmExit::Hlt => {
-            let len = insn_len(vcpu, 1);
+            let len = insn_len(vcpu, mem, 1);
             skip(vcpu, len);
             Next::Halt
         }
         VmExit::Invd => {
-            let len = insn_len(vcpu, 2);
+            let len = insn_len(vcpu, mem, 2);
             skip(vcpu, len);
             Next::Resume
         }
@@ -188,27 +286,31 @@ pub fn handle<V: Vcpu, H: Host>(vcpu: &mut V, exit: VmExit, st: &mut VcpuState, 
             Next::Resume
         }
         VmExit::HostInterrupt | VmExit::InterruptWindow => Next::Resume,
-        VmExit::NestedFault { gpa, is_write, is_fetch } => {
-            dev.unassigned_mmio += 1;
-            let kind = if is_fetch {
-                "instruction fetch"
-            } else if is_write {
-                "write"
-            } else {
-                "read"
-            };
-            Next::Stop(StopReason::Crashed(crash_report(vcpu, &alloc::format!("{kind} of unbacked {gpa}"))))
-        }
-        VmExit::Shutdown => Next::Stop(StopReason::Crashed(crash_report(vcpu, "triple fault (shutdown)"))),
+        VmExit::NestedFault {
+            gpa,
+            is_write,
+            is_fetch,
+        } => handle_mmio(vcpu, gpa, is_write, is_fetch, dev, mem),
+        VmExit::Shutdown => Next::Stop(StopReason::Crashed(crash_report(
+            vcpu,
+            "triple fault (shutdown)",
+        ))),
         VmExit::EntryFailed(why) => Next::Stop(StopReason::Fatal(crash_report(vcpu, why))),
-        VmExit::Unknown { code, info1, info2 } => {
-            Next::Stop(StopReason::Fatal(crash_report(vcpu, &alloc::format!("unhandled exit {code:#x} (info {info1:#x}, {info2:#x})"))))
-        }
+        VmExit::Unknown { code, info1, info2 } => Next::Stop(StopReason::Fatal(crash_report(
+            vcpu,
+            &alloc::format!("unhandled exit {code:#x} (info {info1:#x}, {info2:#x})"),
+        ))),
     }
 }
 
-fn handle_io<V: Vcpu, H: Host>(vcpu: &mut V, io: IoAccess, dev: &mut GuestDevices, host: &mut H) -> Next {
-    let len = insn_len(vcpu, 1);
+fn handle_io<V: Vcpu, H: Host>(
+    vcpu: &mut V,
+    io: IoAccess,
+    dev: &mut GuestDevices,
+    mem: &dyn GuestMemory,
+    host: &mut H,
+) -> Next {
+    let len = insn_len(vcpu, mem, 1);
     let mask: u64 = match io.size {
         1 => 0xFF,
         2 => 0xFFFF,
@@ -242,7 +344,11 @@ fn handle_io<V: Vcpu, H: Host>(vcpu: &mut V, io: IoAccess, dev: &mut GuestDevice
         port => {
             dev.unassigned_io += 1;
             if dev.unassigned_io <= UNASSIGNED_LOG_LIMIT {
-                log::debug!("{} of unassigned port {port:#x} ({} bytes)", if io.is_in { "read" } else { "write" }, io.size);
+                log::debug!(
+                    "{} of unassigned port {port:#x} ({} bytes)",
+                    if io.is_in { "read" } else { "write" },
+                    io.size
+                );
             }
             if io.is_in {
                 result = Some(mask);
@@ -253,11 +359,81 @@ fn handle_io<V: Vcpu, H: Host>(vcpu: &mut V, io: IoAccess, dev: &mut GuestDevice
         let regs = vcpu.regs();
         let old = regs.gpr(reg::RAX);
         // IN to AL/AX keeps the rest of RAX; IN to EAX zero-extends (as any 32-bit write).
-        let new = if io.size == 4 { v & mask } else { (old & !mask) | (v & mask) };
+        let new = if io.size == 4 {
+            v & mask
+        } else {
+            (old & !mask) | (v & mask)
+        };
         regs.set_gpr(reg::RAX, new);
     }
     skip(vcpu, len);
     Next::Resume
+}
+
+/// An access to guest-physical memory that is not RAM: emulated devices, or nothing (reads
+/// all-ones, writes dropped, as on a bus with nothing behind it).
+fn handle_mmio<V: Vcpu>(
+    vcpu: &mut V,
+    gpa: GuestPhysAddr,
+    is_write: bool,
+    is_fetch: bool,
+    dev: &mut GuestDevices,
+    mem: &dyn GuestMemory,
+) -> Next {
+    if is_fetch {
+        return Next::Stop(StopReason::Crashed(crash_report(
+            vcpu,
+            &alloc::format!("instruction fetch from {gpa}, which is not RAM"),
+        )));
+    }
+    let (insn, bytes) = match decode_at_rip(vcpu, mem) {
+        Ok(d) => d,
+        Err(why) => {
+            return Next::Stop(StopReason::Crashed(crash_report(
+                vcpu,
+                &alloc::format!(
+                    "{} of {gpa}: {why}",
+                    if is_write { "write" } else { "read" }
+                ),
+            )))
+        }
+    };
+    let Some(access) = insn.mmio else {
+        return Next::Stop(StopReason::Crashed(crash_report(
+            vcpu,
+            &alloc::format!("unsupported instruction {insn} (bytes {bytes:02x?}) accesses {gpa}"),
+        )));
+    };
+    let size = access.size;
+    match access.write_data(&vcpu.regs().gprs) {
+        Some(value) => {
+            let claimed = dev.mmio_write(gpa, size, value, mem);
+            if !claimed {
+                note_unassigned_mmio(dev, gpa, size, true);
+            }
+        }
+        None => {
+            let value = dev.mmio_read(gpa, size).unwrap_or_else(|| {
+                note_unassigned_mmio(dev, gpa, size, false);
+                u64::MAX
+            });
+            access.complete_read(&mut vcpu.regs().gprs, value);
+        }
+    }
+    skip(vcpu, insn.len);
+    Next::Resume
+}
+
+fn note_unassigned_mmio(dev: &mut GuestDevices, gpa: GuestPhysAddr, size: u8, is_write: bool) {
+    dev.unassigned_mmio += 1;
+    if dev.unassigned_mmio <= UNASSIGNED_LOG_LIMIT {
+        log::debug!(
+            "{} of unassigned {gpa} ({size} bytes)",
+            if is_write { "write" } else { "read" }
+        );
+    } else if dev.unassigned_mmio == UNASSIGNED_LOG_LIMIT + 1 {
+        log::info!("further unassigned memory accesses are counted, not logged");
+    }
 }
 
 /// Flushes a guest's unfinished console line (when it stops).

@@ -70,7 +70,11 @@ impl MsrState {
     /// State at reset for vCPU `vcpu_index` (vCPU 0 is the bootstrap processor).
     pub fn new(vcpu_index: u32) -> Self {
         let bsp = if vcpu_index == 0 { APIC_BASE_BSP } else { 0 };
-        Self { apic_base: APIC_BASE_ADDR | APIC_BASE_ENABLE | bsp, stored: BTreeMap::new(), refused: 0 }
+        Self {
+            apic_base: APIC_BASE_ADDR | APIC_BASE_ENABLE | bsp,
+            stored: BTreeMap::new(),
+            refused: 0,
+        }
     }
 
     /// The guest's IA32_APIC_BASE.
@@ -86,7 +90,8 @@ impl MsrState {
             MSR_EFER => efer,
             // Locked with VMX off: what a guest of a hypervisor without nested VMX sees.
             MSR_FEATURE_CONTROL => FEATURE_CONTROL_LOCKED,
-            MSR_SPEC_CTRL | MSR_BIOS_SIGN_ID | MSR_MTRRCAP | MSR_MCG_CAP | MSR_MCG_STATUS | MSR_DEBUGCTL | MSR_TSC_ADJUST => 0,
+            MSR_SPEC_CTRL | MSR_BIOS_SIGN_ID | MSR_MTRRCAP | MSR_MCG_CAP | MSR_MCG_STATUS
+            | MSR_DEBUGCTL | MSR_TSC_ADJUST => 0,
             // Fast strings enabled.
             MSR_MISC_ENABLE => 1,
             m if is_mtrr(m) => self.stored.get(&m).copied().unwrap_or(0),
@@ -107,17 +112,22 @@ impl MsrState {
             }
             MSR_APIC_BASE => {
                 let x2 = value & APIC_BASE_X2APIC != 0;
-                if (x2 && !x2apic_offered) || value & 0xFFF & !(APIC_BASE_BSP | APIC_BASE_ENABLE | APIC_BASE_X2APIC) != 0 {
+                if (x2 && !x2apic_offered)
+                    || value & 0xFFF & !(APIC_BASE_BSP | APIC_BASE_ENABLE | APIC_BASE_X2APIC) != 0
+                {
                     return self.refuse();
                 }
                 // The base address is fixed; keep BSP as the hardware does.
-                self.apic_base = APIC_BASE_ADDR | (self.apic_base & APIC_BASE_BSP) | (value & (APIC_BASE_ENABLE | APIC_BASE_X2APIC));
+                self.apic_base = APIC_BASE_ADDR
+                    | (self.apic_base & APIC_BASE_BSP)
+                    | (value & (APIC_BASE_ENABLE | APIC_BASE_X2APIC));
                 MsrOutcome::Done
             }
-            MSR_FEATURE_CONTROL | MSR_VM_CR | MSR_VM_IGNNE | MSR_VM_HSAVE_PA | MSR_SVM_KEY => self.refuse(),
-            MSR_TSC | MSR_TSC_ADJUST | MSR_SPEC_CTRL | MSR_PRED_CMD | MSR_BIOS_UPDT_TRIG | MSR_BIOS_SIGN_ID | MSR_MISC_ENABLE | MSR_DEBUGCTL => {
-                MsrOutcome::Done
+            MSR_FEATURE_CONTROL | MSR_VM_CR | MSR_VM_IGNNE | MSR_VM_HSAVE_PA | MSR_SVM_KEY => {
+                self.refuse()
             }
+            MSR_TSC | MSR_TSC_ADJUST | MSR_SPEC_CTRL | MSR_PRED_CMD | MSR_BIOS_UPDT_TRIG
+            | MSR_BIOS_SIGN_ID | MSR_MISC_ENABLE | MSR_DEBUGCTL => MsrOutcome::Done,
             MSR_MCG_STATUS if value == 0 => MsrOutcome::Done,
             m if is_mtrr(m) => {
                 self.stored.insert(m, value);
@@ -145,7 +155,10 @@ mod tests {
             assert_eq!(s.read(msr, 0, 0), MsrOutcome::Fault, "read {msr:#x}");
             assert_eq!(s.write(msr, 0, false), MsrOutcome::Fault, "write {msr:#x}");
         }
-        assert_eq!(s.read(MSR_FEATURE_CONTROL, 0, 0), MsrOutcome::Value(FEATURE_CONTROL_LOCKED));
+        assert_eq!(
+            s.read(MSR_FEATURE_CONTROL, 0, 0),
+            MsrOutcome::Value(FEATURE_CONTROL_LOCKED)
+        );
         assert_eq!(s.write(MSR_FEATURE_CONTROL, 5, false), MsrOutcome::Fault);
         assert_eq!(s.refused, 11);
     }
@@ -161,10 +174,31 @@ mod tests {
     #[test]
     fn apic_base_and_mtrrs() {
         let mut s = MsrState::new(1);
-        assert_eq!(s.read(MSR_APIC_BASE, 0, 0), MsrOutcome::Value(APIC_BASE_ADDR | APIC_BASE_ENABLE));
-        assert_eq!(s.write(MSR_APIC_BASE, APIC_BASE_ADDR | APIC_BASE_ENABLE | APIC_BASE_X2APIC, false), MsrOutcome::Fault);
-        assert_eq!(s.write(MSR_APIC_BASE, 0x1234_5000 | APIC_BASE_ENABLE | APIC_BASE_X2APIC, true), MsrOutcome::Done);
-        assert_eq!(s.apic_base(), APIC_BASE_ADDR | APIC_BASE_ENABLE | APIC_BASE_X2APIC, "base is fixed");
+        assert_eq!(
+            s.read(MSR_APIC_BASE, 0, 0),
+            MsrOutcome::Value(APIC_BASE_ADDR | APIC_BASE_ENABLE)
+        );
+        assert_eq!(
+            s.write(
+                MSR_APIC_BASE,
+                APIC_BASE_ADDR | APIC_BASE_ENABLE | APIC_BASE_X2APIC,
+                false
+            ),
+            MsrOutcome::Fault
+        );
+        assert_eq!(
+            s.write(
+                MSR_APIC_BASE,
+                0x1234_5000 | APIC_BASE_ENABLE | APIC_BASE_X2APIC,
+                true
+            ),
+            MsrOutcome::Done
+        );
+        assert_eq!(
+            s.apic_base(),
+            APIC_BASE_ADDR | APIC_BASE_ENABLE | APIC_BASE_X2APIC,
+            "base is fixed"
+        );
         assert_eq!(s.write(0x200, 0x6, false), MsrOutcome::Done);
         assert_eq!(s.read(0x200, 0, 0), MsrOutcome::Value(0x6));
         assert_eq!(s.read(MSR_TSC, 0, 42), MsrOutcome::Value(42));

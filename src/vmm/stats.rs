@@ -21,7 +21,10 @@ impl ExitStats {
 
     /// Exits of kind `name`.
     pub fn get(&self, name: &str) -> u64 {
-        self.counts.iter().find(|(n, _)| *n == name).map_or(0, |(_, c)| *c)
+        self.counts
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map_or(0, |(_, c)| *c)
     }
 
     /// All exits.

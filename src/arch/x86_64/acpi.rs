@@ -67,7 +67,7 @@ pub fn cpu_apic_ids(info: &BootInfo) -> Vec<u32> {
     let mut ids = Vec::new();
     for entry in madt.get().entries() {
         match entry {
-            MadtEntry::LocalApic(e) if u32::from(e.flags) & (ENABLED | ONLINE_CAPABLE) != 0 => {
+            MadtEntry::LocalApic(e) if e.flags & (ENABLED | ONLINE_CAPABLE) != 0 => {
                 ids.push(u32::from(e.apic_id))
             }
             MadtEntry::LocalX2Apic(e) if e.flags & (ENABLED | ONLINE_CAPABLE) != 0 => {

@@ -116,7 +116,7 @@ impl GuestMemory for GuestRam {
 unsafe fn copy_in(src: u64, buf: &mut [u8]) {
     let mut i = 0usize;
     let n = buf.len();
-    while i < n && (src + i as u64) % 8 != 0 {
+    while i < n && !(src + i as u64).is_multiple_of(8) {
         // SAFETY: in range per the caller.
         buf[i] = unsafe { core::ptr::read_volatile((src + i as u64) as *const u8) };
         i += 1;
@@ -141,7 +141,7 @@ unsafe fn copy_in(src: u64, buf: &mut [u8]) {
 unsafe fn copy_out(data: &[u8], dst: u64) {
     let mut i = 0usize;
     let n = data.len();
-    while i < n && (dst + i as u64) % 8 != 0 {
+    while i < n && !(dst + i as u64).is_multiple_of(8) {
         // SAFETY: in range per the caller.
         unsafe { core::ptr::write_volatile((dst + i as u64) as *mut u8, data[i]) };
         i += 1;

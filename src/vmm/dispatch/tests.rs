@@ -79,26 +79,53 @@ impl Host for FakeHost {
 }
 
 fn setup() -> (FakeVcpu, VcpuState, GuestDevices, VecGuestMemory, FakeHost) {
-    let v = FakeVcpu { rip: 0x1000, ..Default::default() };
-    (v, VcpuState::new(0, 1), GuestDevices::default(), VecGuestMemory::new(GuestPhysAddr::new(0), 0x1000), FakeHost::default())
+    let v = FakeVcpu {
+        rip: 0x1000,
+        ..Default::default()
+    };
+    (
+        v,
+        VcpuState::new(0, 1),
+        GuestDevices::default(),
+        VecGuestMemory::new(GuestPhysAddr::new(0), 0x1000),
+        FakeHost::default(),
+    )
 }
 
 fn out(port: u16, size: u8) -> VmExit {
-    VmExit::Io(IoAccess { port, size, is_in: false, is_string: false, is_rep: false })
+    VmExit::Io(IoAccess {
+        port,
+        size,
+        is_in: false,
+        is_string: false,
+        is_rep: false,
+    })
 }
 
 fn inp(port: u16, size: u8) -> VmExit {
-    VmExit::Io(IoAccess { port, size, is_in: true, is_string: false, is_rep: false })
+    VmExit::Io(IoAccess {
+        port,
+        size,
+        is_in: true,
+        is_string: false,
+        is_rep: false,
+    })
 }
 
 #[test]
 fn cpuid_is_filtered_and_skipped() {
     let (mut v, mut st, mut dev, mem, mut host) = setup();
     v.regs.set_gpr(reg::RAX, 1);
-    assert_eq!(handle(&mut v, VmExit::Cpuid, &mut st, &mut dev, &mem, &mut host), Next::Resume);
+    assert_eq!(
+        handle(&mut v, VmExit::Cpuid, &mut st, &mut dev, &mem, &mut host),
+        Next::Resume
+    );
     assert_eq!(v.regs.gpr(reg::RCX) & (1 << 5), 0, "no VMX");
     assert_ne!(v.regs.gpr(reg::RCX) & (1 << 31), 0, "hypervisor bit");
-    assert_eq!(v.rip, 0x1002, "CPUID is two bytes when the hardware gives no length");
+    assert_eq!(
+        v.rip, 0x1002,
+        "CPUID is two bytes when the hardware gives no length"
+    );
     v.len = Some(3);
     handle(&mut v, VmExit::Cpuid, &mut st, &mut dev, &mem, &mut host);
     assert_eq!(v.rip, 0x1005, "hardware length wins");
@@ -110,14 +137,42 @@ fn uart_output_reaches_the_host_in_lines_and_exit_port_stops() {
     let (mut v, mut st, mut dev, mem, mut host) = setup();
     for b in b"ok\n" {
         v.regs.set_gpr(reg::RAX, u64::from(*b));
-        handle(&mut v, out(COM1_PORT, 1), &mut st, &mut dev, &mem, &mut host);
+        handle(
+            &mut v,
+            out(COM1_PORT, 1),
+            &mut st,
+            &mut dev,
+            &mem,
+            &mut host,
+        );
     }
     assert_eq!(host.lines, [b"ok".to_vec()]);
     v.regs.set_gpr(reg::RAX, b'x'.into());
-    handle(&mut v, out(COM1_PORT, 1), &mut st, &mut dev, &mem, &mut host);
+    handle(
+        &mut v,
+        out(COM1_PORT, 1),
+        &mut st,
+        &mut dev,
+        &mem,
+        &mut host,
+    );
     v.regs.set_gpr(reg::RAX, 3);
-    assert_eq!(handle(&mut v, out(GUEST_EXIT_PORT, 1), &mut st, &mut dev, &mem, &mut host), Next::Stop(StopReason::Exited(3)));
-    assert_eq!(host.lines.last().unwrap(), b"x", "partial line flushed at exit");
+    assert_eq!(
+        handle(
+            &mut v,
+            out(GUEST_EXIT_PORT, 1),
+            &mut st,
+            &mut dev,
+            &mem,
+            &mut host
+        ),
+        Next::Stop(StopReason::Exited(3))
+    );
+    assert_eq!(
+        host.lines.last().unwrap(),
+        b"x",
+        "partial line flushed at exit"
+    );
 }
 
 #[test]
@@ -157,8 +212,22 @@ fn msr_policy_applies() {
 #[test]
 fn virtualization_instructions_raise_ud_and_triple_fault_crashes() {
     let (mut v, mut st, mut dev, mem, mut host) = setup();
-    handle(&mut v, VmExit::VirtInstruction, &mut st, &mut dev, &mem, &mut host);
-    handle(&mut v, VmExit::Hypercall, &mut st, &mut dev, &mem, &mut host);
+    handle(
+        &mut v,
+        VmExit::VirtInstruction,
+        &mut st,
+        &mut dev,
+        &mem,
+        &mut host,
+    );
+    handle(
+        &mut v,
+        VmExit::Hypercall,
+        &mut st,
+        &mut dev,
+        &mem,
+        &mut host,
+    );
     assert_eq!(v.injected, [(VECTOR_UD, None), (VECTOR_UD, None)]);
     match handle(&mut v, VmExit::Shutdown, &mut st, &mut dev, &mem, &mut host) {
         Next::Stop(r @ StopReason::Crashed(_)) => assert!(r.is_crash()),
