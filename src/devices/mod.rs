@@ -1,5 +1,6 @@
 //! Devices the hypervisor emulates or serves for its guests.
 
+pub mod ioapic;
 pub mod lapic;
 pub mod switch;
 pub mod uart;
