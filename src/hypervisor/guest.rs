@@ -11,11 +11,12 @@ use spin::Mutex;
 use super::host::MachineHost;
 use crate::addr::HostPhysAddr;
 use crate::arch::x86_64::guest_ram::GuestRam;
-use crate::arch::x86_64::{cpu, memory, percpu};
+use crate::arch::x86_64::{apic, cpu, memory, percpu, time};
 use crate::println;
 use crate::virt::svm::SvmVcpu;
 use crate::virt::{Caps, EntryState, Vcpu};
 use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
+use crate::vmm::interrupts;
 use crate::vmm::stats::ExitStats;
 
 /// Lifecycle of a guest.
@@ -152,14 +153,23 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
         .load()
         .map_err(|e| alloc::format!("cannot load: {e}"))?;
     vcpu.reset(&entry);
-    let mut st = VcpuState::new(0, guest.cpus.len() as u32);
+    let mut st = VcpuState::new(0, guest.cpus.len() as u32, time::tsc_khz());
     guest.set_state(State::Running);
     log::info!(
         "started on cpu{} with {} MiB",
         percpu::index(),
         guest.ram.size() >> 20
     );
+    let mut armed: Option<u64> = None;
     loop {
+        let deadline = interrupts::before_entry(&mut vcpu, &mut st, cpu::rdtsc());
+        if deadline != armed {
+            match deadline {
+                Some(t) => apic::arm_timer_at(t),
+                None => apic::disarm_timer(),
+            }
+            armed = deadline;
+        }
         let exit = vcpu.run();
         let next = {
             let mut dev = guest.devices.lock();
@@ -167,7 +177,20 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
         };
         match next {
             Next::Resume => {}
-            Next::Halt => cpu::wait_for_interrupt(),
+            Next::Halt => {
+                // Sleep until the guest's own timer is due or something kicks this CPU.
+                if !vcpu.interrupts_enabled() && st.lapic.next_deadline_tsc().is_none() {
+                    log::info!("halted with interrupts off; only a reset wakes it");
+                }
+                while !interrupts::can_wake(&vcpu, &mut st, cpu::rdtsc()) {
+                    match st.lapic.next_deadline_tsc() {
+                        Some(t) => apic::arm_timer_at(t),
+                        None => apic::disarm_timer(),
+                    }
+                    armed = None;
+                    cpu::wait_for_interrupt();
+                }
+            }
             Next::Stop(reason) => {
                 dispatch::flush_console(&mut guest.devices.lock(), &mut host);
                 guest.stats.lock().merge(&st.stats);
@@ -189,7 +212,7 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
                                     .load()
                                     .map_err(|e| alloc::format!("cannot reload: {e}"))?;
                                 vcpu.reset(&entry);
-                                st = VcpuState::new(0, guest.cpus.len() as u32);
+                                st = VcpuState::new(0, guest.cpus.len() as u32, time::tsc_khz());
                                 *guest.devices.lock() = GuestDevices::default();
                                 println!(
                                     "RESTART {} {n}/{limit} free-frames {}",

@@ -18,6 +18,8 @@ pub struct CpuidContext {
     pub guest_cr4: u64,
     /// Whether the guest is offered an x2APIC.
     pub x2apic: bool,
+    /// Whether the guest's APIC timer offers TSC-deadline mode.
+    pub tsc_deadline: bool,
 }
 
 /// Highest hypervisor leaf.
@@ -88,8 +90,13 @@ pub fn filter(
                 | L1_ECX_PDCM
                 | L1_ECX_TSC_DEADLINE
                 | L1_ECX_OSXSAVE);
-            if !ctx.x2apic {
+            if ctx.x2apic {
+                c |= L1_ECX_X2APIC;
+            } else {
                 c &= !L1_ECX_X2APIC;
+            }
+            if ctx.tsc_deadline {
+                c |= L1_ECX_TSC_DEADLINE;
             }
             if ctx.guest_cr4 & CR4_OSXSAVE != 0 && c & L1_ECX_XSAVE != 0 {
                 c |= L1_ECX_OSXSAVE;
@@ -170,6 +177,7 @@ mod tests {
             tsc_khz: 2_600_000,
             guest_cr4: 0,
             x2apic: false,
+            tsc_deadline: false,
         }
     }
 

@@ -5,11 +5,13 @@ use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::cpuid::{self, CpuidContext};
-use super::msr::{MsrOutcome, MsrState, MSR_EFER};
+use super::msr::{MsrOutcome, MsrState, APIC_BASE_ENABLE, APIC_BASE_X2APIC, MSR_APIC_BASE};
 use super::stats::ExitStats;
+use super::{interrupts, mmio};
 use crate::addr::GuestPhysAddr;
 use crate::decode::walk::{self, PagingContext};
 use crate::decode::{self, CpuMode, Insn, MAX_INSN_LEN};
+use crate::devices::lapic::{is_apic_msr, Lapic};
 use crate::devices::uart::Uart;
 use crate::devices::virtio::bus::VirtioBus;
 use crate::guest_mem::GuestMemory;
@@ -21,7 +23,7 @@ pub const VECTOR_UD: u8 = 6;
 /// #GP.
 pub const VECTOR_GP: u8 = 13;
 /// Unassigned accesses logged per guest before going quiet (they are still counted).
-const UNASSIGNED_LOG_LIMIT: u64 = 8;
+pub(crate) const UNASSIGNED_LOG_LIMIT: u64 = 8;
 
 /// What the hypervisor around the VMM provides.
 pub trait Host {
@@ -61,9 +63,14 @@ pub struct VcpuState {
     pub msrs: MsrState,
     /// Exit counts.
     pub stats: ExitStats,
+    /// This vCPU's local APIC.
+    pub lapic: Lapic,
 }
 
 impl GuestDevices {
+    /// The guest's APIC ended level-triggered interrupt `vector`.
+    pub fn ioapic_eoi(&mut self, _vector: u8) {}
+
     /// A device read at `gpa`, or `None` if no device is there.
     pub fn mmio_read(&mut self, gpa: GuestPhysAddr, size: u8) -> Option<u64> {
         self.virtio.read(gpa, size)
@@ -83,12 +90,13 @@ impl GuestDevices {
 
 impl VcpuState {
     /// State at reset.
-    pub fn new(index: u32, count: u32) -> Self {
+    pub fn new(index: u32, count: u32, tsc_khz: u64) -> Self {
         Self {
             index,
             count,
             msrs: MsrState::new(index),
             stats: ExitStats::default(),
+            lapic: Lapic::new(index, tsc_khz, super::APIC_TIMER_KHZ),
         }
     }
 }
@@ -165,7 +173,7 @@ fn insn_len<V: Vcpu>(vcpu: &V, mem: &dyn GuestMemory, fixed: u8) -> u8 {
     }
 }
 
-fn skip<V: Vcpu>(vcpu: &mut V, len: u8) {
+pub(crate) fn skip<V: Vcpu>(vcpu: &mut V, len: u8) {
     let rip = vcpu.rip().wrapping_add(u64::from(len));
     vcpu.set_rip(rip);
 }
@@ -216,7 +224,8 @@ pub fn handle<V: Vcpu, H: Host>(
                 vcpu_count: st.count,
                 tsc_khz: host.tsc_khz(),
                 guest_cr4: vcpu.paging().cr4,
-                x2apic: false,
+                x2apic: true,
+                tsc_deadline: true,
             };
             let out = cpuid::filter(leaf, sub, host.cpuid(leaf, sub), max_basic, max_ext, &ctx);
             let regs = vcpu.regs();
@@ -232,44 +241,8 @@ pub fn handle<V: Vcpu, H: Host>(
             skip(vcpu, len);
             Next::Resume
         }
-        VmExit::MsrRead => {
-            let msr = vcpu.regs().gpr(reg::RCX) as u32;
-            match st.msrs.read(msr, vcpu.efer(), host.tsc()) {
-                MsrOutcome::Value(v) => {
-                    let regs = vcpu.regs();
-                    regs.set_gpr(reg::RAX, v & 0xFFFF_FFFF);
-                    regs.set_gpr(reg::RDX, v >> 32);
-                    let len = insn_len(vcpu, mem, 2);
-                    skip(vcpu, len);
-                }
-                _ => {
-                    log::debug!("rdmsr {msr:#x} refused (#GP)");
-                    vcpu.inject_exception(VECTOR_GP, Some(0));
-                }
-            }
-            Next::Resume
-        }
-        VmExit::MsrWrite => {
-            let regs = vcpu.regs();
-            let msr = regs.gpr(reg::RCX) as u32;
-            let value = (regs.gpr(reg::RDX) << 32) | (regs.gpr(reg::RAX) & 0xFFFF_FFFF);
-            match st.msrs.write(msr, value, false) {
-                MsrOutcome::Fault => {
-                    log::debug!("wrmsr {msr:#x} <- {value:#x} refused (#GP)");
-                    vcpu.inject_exception(VECTOR_GP, Some(0));
-                }
-                MsrOutcome::Efer(v) if msr == MSR_EFER => {
-                    vcpu.set_efer(v);
-                    let len = insn_len(vcpu, mem, 2);
-                    skip(vcpu, len);
-                }
-                _ => {
-                    let len = insn_len(vcpu, mem, 2);
-                    skip(vcpu, len);
-                }
-            }
-            Next::Resume
-        }
+        VmExit::MsrRead => handle_msr(vcpu, false, st, dev, mem, host),
+        VmExit::MsrWrite => handle_msr(vcpu, true, st, dev, mem, host),
         VmExit::Io(io) => handle_io(vcpu, io, dev, mem, host),
         VmExit::Hlt => {
             let len = insn_len(vcpu, mem, 1);
@@ -290,7 +263,7 @@ pub fn handle<V: Vcpu, H: Host>(
             gpa,
             is_write,
             is_fetch,
-        } => handle_mmio(vcpu, gpa, is_write, is_fetch, dev, mem),
+        } => mmio::handle(vcpu, gpa, is_write, is_fetch, st, dev, mem, host.tsc()),
         VmExit::Shutdown => Next::Stop(StopReason::Crashed(crash_report(
             vcpu,
             "triple fault (shutdown)",
@@ -301,6 +274,81 @@ pub fn handle<V: Vcpu, H: Host>(
             &alloc::format!("unhandled exit {code:#x} (info {info1:#x}, {info2:#x})"),
         ))),
     }
+}
+
+/// RDMSR/WRMSR: the local APIC's MSRs go to the vCPU's APIC, everything else to the MSR policy;
+/// a refusal is #GP(0) without advancing RIP, as on hardware.
+fn handle_msr<V: Vcpu, H: Host>(
+    vcpu: &mut V,
+    is_write: bool,
+    st: &mut VcpuState,
+    dev: &mut GuestDevices,
+    mem: &dyn GuestMemory,
+    host: &mut H,
+) -> Next {
+    let regs = vcpu.regs();
+    let msr = regs.gpr(reg::RCX) as u32;
+    let value = (regs.gpr(reg::RDX) << 32) | (regs.gpr(reg::RAX) & 0xFFFF_FFFF);
+    let now = host.tsc();
+    let mut result = None;
+    let ok = if is_apic_msr(msr) {
+        if is_write {
+            match st.lapic.msr_write(msr, value, now) {
+                Ok(action) => {
+                    if let Some(a) = action {
+                        interrupts::apply_apic_action(st, a, &mut |v| dev.ioapic_eoi(v));
+                    }
+                    true
+                }
+                Err(_) => false,
+            }
+        } else {
+            st.lapic
+                .msr_read(msr, now)
+                .map(|v| result = Some(v))
+                .is_ok()
+        }
+    } else if is_write {
+        match st.msrs.write(msr, value, true) {
+            MsrOutcome::Fault => false,
+            MsrOutcome::Efer(v) => {
+                vcpu.set_efer(v);
+                true
+            }
+            _ => {
+                if msr == MSR_APIC_BASE {
+                    let base = st.msrs.apic_base();
+                    st.lapic
+                        .set_mode(base & APIC_BASE_ENABLE != 0, base & APIC_BASE_X2APIC != 0);
+                }
+                true
+            }
+        }
+    } else {
+        match st.msrs.read(msr, vcpu.efer(), now) {
+            MsrOutcome::Value(v) => {
+                result = Some(v);
+                true
+            }
+            _ => false,
+        }
+    };
+    if !ok {
+        log::debug!(
+            "{} {msr:#x} refused (#GP)",
+            if is_write { "wrmsr" } else { "rdmsr" }
+        );
+        vcpu.inject_exception(VECTOR_GP, Some(0));
+        return Next::Resume;
+    }
+    if let Some(v) = result {
+        let regs = vcpu.regs();
+        regs.set_gpr(reg::RAX, v & 0xFFFF_FFFF);
+        regs.set_gpr(reg::RDX, v >> 32);
+    }
+    let len = insn_len(vcpu, mem, 2);
+    skip(vcpu, len);
+    Next::Resume
 }
 
 fn handle_io<V: Vcpu, H: Host>(
@@ -368,72 +416,6 @@ fn handle_io<V: Vcpu, H: Host>(
     }
     skip(vcpu, len);
     Next::Resume
-}
-
-/// An access to guest-physical memory that is not RAM: emulated devices, or nothing (reads
-/// all-ones, writes dropped, as on a bus with nothing behind it).
-fn handle_mmio<V: Vcpu>(
-    vcpu: &mut V,
-    gpa: GuestPhysAddr,
-    is_write: bool,
-    is_fetch: bool,
-    dev: &mut GuestDevices,
-    mem: &dyn GuestMemory,
-) -> Next {
-    if is_fetch {
-        return Next::Stop(StopReason::Crashed(crash_report(
-            vcpu,
-            &alloc::format!("instruction fetch from {gpa}, which is not RAM"),
-        )));
-    }
-    let (insn, bytes) = match decode_at_rip(vcpu, mem) {
-        Ok(d) => d,
-        Err(why) => {
-            return Next::Stop(StopReason::Crashed(crash_report(
-                vcpu,
-                &alloc::format!(
-                    "{} of {gpa}: {why}",
-                    if is_write { "write" } else { "read" }
-                ),
-            )))
-        }
-    };
-    let Some(access) = insn.mmio else {
-        return Next::Stop(StopReason::Crashed(crash_report(
-            vcpu,
-            &alloc::format!("unsupported instruction {insn} (bytes {bytes:02x?}) accesses {gpa}"),
-        )));
-    };
-    let size = access.size;
-    match access.write_data(&vcpu.regs().gprs) {
-        Some(value) => {
-            let claimed = dev.mmio_write(gpa, size, value, mem);
-            if !claimed {
-                note_unassigned_mmio(dev, gpa, size, true);
-            }
-        }
-        None => {
-            let value = dev.mmio_read(gpa, size).unwrap_or_else(|| {
-                note_unassigned_mmio(dev, gpa, size, false);
-                u64::MAX
-            });
-            access.complete_read(&mut vcpu.regs().gprs, value);
-        }
-    }
-    skip(vcpu, insn.len);
-    Next::Resume
-}
-
-fn note_unassigned_mmio(dev: &mut GuestDevices, gpa: GuestPhysAddr, size: u8, is_write: bool) {
-    dev.unassigned_mmio += 1;
-    if dev.unassigned_mmio <= UNASSIGNED_LOG_LIMIT {
-        log::debug!(
-            "{} of unassigned {gpa} ({size} bytes)",
-            if is_write { "write" } else { "read" }
-        );
-    } else if dev.unassigned_mmio == UNASSIGNED_LOG_LIMIT + 1 {
-        log::info!("further unassigned memory accesses are counted, not logged");
-    }
 }
 
 /// Flushes a guest's unfinished console line (when it stops).

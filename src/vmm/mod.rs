@@ -7,6 +7,8 @@
 
 pub mod cpuid;
 pub mod dispatch;
+pub mod interrupts;
+pub mod mmio;
 pub mod msr;
 pub mod stats;
 

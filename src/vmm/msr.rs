@@ -40,8 +40,10 @@ const MSR_VM_HSAVE_PA: u32 = 0xC001_0117;
 /// APIC base address offered to guests.
 pub const APIC_BASE_ADDR: u64 = 0xFEE0_0000;
 const APIC_BASE_BSP: u64 = 1 << 8;
-const APIC_BASE_ENABLE: u64 = 1 << 11;
-const APIC_BASE_X2APIC: u64 = 1 << 10;
+/// IA32_APIC_BASE global enable.
+pub const APIC_BASE_ENABLE: u64 = 1 << 11;
+/// IA32_APIC_BASE x2APIC mode.
+pub const APIC_BASE_X2APIC: u64 = 1 << 10;
 const FEATURE_CONTROL_LOCKED: u64 = 1;
 /// EFER bits a guest may set: SCE, LME, LMA (ignored), NXE, FFXSR.
 const EFER_ALLOWED: u64 = (1 << 0) | (1 << 8) | (1 << 10) | (1 << 11) | (1 << 14);

@@ -85,7 +85,7 @@ fn setup() -> (FakeVcpu, VcpuState, GuestDevices, VecGuestMemory, FakeHost) {
     };
     (
         v,
-        VcpuState::new(0, 1),
+        VcpuState::new(0, 1, 3_000_000),
         GuestDevices::default(),
         VecGuestMemory::new(GuestPhysAddr::new(0), 0x1000),
         FakeHost::default(),
