@@ -2,6 +2,7 @@
 
 pub mod ioapic;
 pub mod lapic;
+pub mod rtc;
 pub mod switch;
 pub mod uart;
 pub mod virtio;
