@@ -149,7 +149,11 @@ impl Rtc {
             return self.encode(hour);
         }
         // 12-hour clock: 12 AM is midnight, 12 PM noon.
-        let twelve = if hour.is_multiple_of(12) { 12 } else { hour % 12 };
+        let twelve = if hour.is_multiple_of(12) {
+            12
+        } else {
+            hour % 12
+        };
         self.encode(twelve) | if hour >= 12 { HOURS_PM } else { 0 }
     }
 

@@ -61,7 +61,12 @@ impl Lapic {
     }
 
     /// Register write shared by both modes (the x2APIC path filters out what it forbids first).
-    pub(super) fn write_reg(&mut self, offset: u32, value: u32, now_tsc: u64) -> Option<ApicAction> {
+    pub(super) fn write_reg(
+        &mut self,
+        offset: u32,
+        value: u32,
+        now_tsc: u64,
+    ) -> Option<ApicAction> {
         if let Some(i) = lvt_index(offset) {
             self.write_lvt(i, value, now_tsc);
             return None;
@@ -140,7 +145,9 @@ impl Lapic {
             return None;
         }
         match u32::try_from(offset) {
-            Ok(off) if off.is_multiple_of(16) && off != REG_SELF_IPI => self.write_reg(off, value, now_tsc),
+            Ok(off) if off.is_multiple_of(16) && off != REG_SELF_IPI => {
+                self.write_reg(off, value, now_tsc)
+            }
             _ => None,
         }
     }
