@@ -173,7 +173,10 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
         let exit = vcpu.run();
         let next = {
             let mut dev = guest.devices.lock();
-            dispatch::handle(&mut vcpu, exit, &mut st, &mut dev, &guest.ram, &mut host)
+            let next = dispatch::handle(&mut vcpu, exit, &mut st, &mut dev, &guest.ram, &mut host);
+            dev.poll_virtio(&guest.ram);
+            interrupts::take_deliveries(&mut st, &mut dev);
+            next
         };
         match next {
             Next::Resume => {}

@@ -6,14 +6,12 @@ use core::fmt::Write;
 
 use super::cpuid::{self, CpuidContext};
 use super::msr::{MsrOutcome, MsrState, APIC_BASE_ENABLE, APIC_BASE_X2APIC, MSR_APIC_BASE};
+pub use super::platform::GuestDevices;
 use super::stats::ExitStats;
 use super::{interrupts, mmio};
-use crate::addr::GuestPhysAddr;
 use crate::decode::walk::{self, PagingContext};
 use crate::decode::{self, CpuMode, Insn, MAX_INSN_LEN};
 use crate::devices::lapic::{is_apic_msr, Lapic};
-use crate::devices::uart::Uart;
-use crate::devices::virtio::bus::VirtioBus;
 use crate::guest_mem::GuestMemory;
 use crate::layout::{COM1_PORT, GUEST_EXIT_PORT};
 use crate::virt::{reg, IoAccess, Vcpu, VmExit};
@@ -39,19 +37,6 @@ pub trait Host {
     fn console_line(&mut self, line: &[u8]);
 }
 
-/// Devices and counters one guest shares between its vCPUs.
-#[derive(Default)]
-pub struct GuestDevices {
-    /// COM1.
-    pub uart: Uart,
-    /// Accesses to ports with nothing behind them.
-    pub unassigned_io: u64,
-    /// Accesses to guest-physical addresses with nothing behind them.
-    pub unassigned_mmio: u64,
-    /// The guest's virtio-mmio devices.
-    pub virtio: VirtioBus,
-}
-
 /// One vCPU's own emulation state.
 #[derive(Debug)]
 pub struct VcpuState {
@@ -65,27 +50,6 @@ pub struct VcpuState {
     pub stats: ExitStats,
     /// This vCPU's local APIC.
     pub lapic: Lapic,
-}
-
-impl GuestDevices {
-    /// The guest's APIC ended level-triggered interrupt `vector`.
-    pub fn ioapic_eoi(&mut self, _vector: u8) {}
-
-    /// A device read at `gpa`, or `None` if no device is there.
-    pub fn mmio_read(&mut self, gpa: GuestPhysAddr, size: u8) -> Option<u64> {
-        self.virtio.read(gpa, size)
-    }
-
-    /// A device write at `gpa`; false if no device is there.
-    pub fn mmio_write(
-        &mut self,
-        gpa: GuestPhysAddr,
-        size: u8,
-        value: u64,
-        mem: &dyn GuestMemory,
-    ) -> bool {
-        self.virtio.write(gpa, size, value, mem, |_gsi| {})
-    }
 }
 
 impl VcpuState {
@@ -380,6 +344,7 @@ fn handle_io<V: Vcpu, H: Host>(
             } else if let Some(line) = dev.uart.write(off, vcpu.regs().gpr(reg::RAX) as u8) {
                 host.console_line(&line);
             }
+            dev.update_uart_line();
         }
         GUEST_EXIT_PORT if !io.is_in => {
             let status = vcpu.regs().gpr(reg::RAX) as u8;

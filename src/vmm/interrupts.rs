@@ -2,6 +2,7 @@
 //! I/O APIC, and the HLT/wake-up logic of the run loop.
 
 use super::dispatch::VcpuState;
+use super::platform::GuestDevices;
 use crate::devices::lapic::{ApicAction, DeliveryMode, Ipi};
 use crate::virt::Vcpu;
 
@@ -56,5 +57,25 @@ fn deliver_ipi(st: &mut VcpuState, ipi: Ipi) {
             st.lapic.accept(v, ipi.level_triggered);
         }
         other => log::debug!("self-IPI {other:?} ignored"),
+    }
+}
+
+/// Hands the I/O APIC's interrupt messages to this vCPU's local APIC when it is their target.
+pub fn take_deliveries(st: &mut VcpuState, dev: &mut GuestDevices) {
+    for d in dev.deliveries.drain(..) {
+        if !st.lapic.is_target(d.dest, false) {
+            log::debug!(
+                "I/O APIC message {:?} to {:?} reaches no vCPU",
+                d.mode,
+                d.dest
+            );
+            continue;
+        }
+        match d.mode {
+            DeliveryMode::Fixed(v) | DeliveryMode::LowestPriority(v) => {
+                st.lapic.accept(v, d.level_triggered);
+            }
+            other => log::debug!("I/O APIC delivery mode {other:?} not supported"),
+        }
     }
 }

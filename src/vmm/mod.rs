@@ -10,6 +10,7 @@ pub mod dispatch;
 pub mod interrupts;
 pub mod mmio;
 pub mod msr;
+pub mod platform;
 pub mod stats;
 
 /// Frequency of the emulated local APIC timer in kHz (what the guest is told it counts at).

@@ -91,6 +91,11 @@ impl VirtioBus {
             .then_some((slot as usize, rel % VIRTIO_MMIO_SLOT_SIZE))
     }
 
+    /// The interrupt line (GSI) of the slot that `gpa` falls in.
+    pub fn gsi_of(&self, gpa: GuestPhysAddr) -> Option<u32> {
+        Self::locate(gpa).map(|(slot, _)| VIRTIO_GSI_BASE + slot as u32)
+    }
+
     /// Whether `gpa` lies in the virtio window (occupied slot or not).
     pub fn contains(gpa: GuestPhysAddr) -> bool {
         Self::locate(gpa).is_some()

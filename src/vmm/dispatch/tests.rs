@@ -1,10 +1,10 @@
 //! The dispatcher against a fake vCPU and a fake host.
 
 use super::*;
-use crate::vmm::msr::MSR_EFER;
 use crate::addr::GuestPhysAddr;
 use crate::guest_mem::VecGuestMemory;
 use crate::virt::{EntryState, GuestRegs, PagingState};
+use crate::vmm::msr::MSR_EFER;
 
 #[derive(Default)]
 struct FakeVcpu {

@@ -1,0 +1,116 @@
+//! The devices one guest's vCPUs share: its UART, I/O APIC, virtio-mmio bus, and the interrupt
+//! messages they produce on the way to the local APICs.
+
+use alloc::vec::Vec;
+
+use crate::addr::{GuestPhysAddr, PAGE_SIZE};
+use crate::devices::ioapic::{Delivery, IoApic};
+use crate::devices::uart::Uart;
+use crate::devices::virtio::bus::VirtioBus;
+use crate::guest_mem::GuestMemory;
+use crate::layout::{COM1_GSI, IOAPIC_BASE};
+
+/// The I/O APIC's id (the MADT the loader writes says 0).
+const IOAPIC_ID: u8 = 0;
+
+/// Devices and counters one guest shares between its vCPUs.
+pub struct GuestDevices {
+    /// COM1.
+    pub uart: Uart,
+    /// The I/O APIC that routes device lines to the local APICs.
+    pub ioapic: IoApic,
+    /// The guest's virtio-mmio devices.
+    pub virtio: VirtioBus,
+    /// Interrupt messages from the I/O APIC not yet handed to a local APIC.
+    pub deliveries: Vec<Delivery>,
+    /// Accesses to ports with nothing behind them.
+    pub unassigned_io: u64,
+    /// Accesses to guest-physical addresses with nothing behind them.
+    pub unassigned_mmio: u64,
+}
+
+impl Default for GuestDevices {
+    fn default() -> Self {
+        Self {
+            uart: Uart::new(),
+            ioapic: IoApic::new(IOAPIC_ID),
+            virtio: VirtioBus::new(),
+            deliveries: Vec::new(),
+            unassigned_io: 0,
+            unassigned_mmio: 0,
+        }
+    }
+}
+
+impl GuestDevices {
+    /// Drives I/O APIC input `gsi` to `level`.
+    pub fn set_line(&mut self, gsi: u32, level: bool) {
+        if let Some(d) = self.ioapic.set_line(gsi, level) {
+            self.deliveries.push(d);
+        }
+    }
+
+    /// The guest's APIC ended level-triggered interrupt `vector`: lines still asserted fire again.
+    pub fn ioapic_eoi(&mut self, vector: u8) {
+        let again = self.ioapic.eoi(vector);
+        self.deliveries.extend(again);
+    }
+
+    /// Updates COM1's interrupt line after the UART changed.
+    pub fn update_uart_line(&mut self) {
+        let level = self.uart.irq_pending();
+        self.set_line(COM1_GSI, level);
+    }
+
+    /// Serves virtio work that arrived from outside the guest (frames from the switch, console
+    /// input) and raises the lines of devices that completed something.
+    pub fn poll_virtio(&mut self, mem: &dyn GuestMemory) {
+        let mut raised = Vec::new();
+        self.virtio.poll(mem, |gsi| raised.push(gsi));
+        self.update_virtio_lines(&raised);
+    }
+
+    fn update_virtio_lines(&mut self, gsis: &[u32]) {
+        for &gsi in gsis {
+            let level = self.virtio.line_level(gsi);
+            self.set_line(gsi, level);
+        }
+    }
+
+    /// A device read at `gpa`, or `None` if no device is there.
+    pub fn mmio_read(&mut self, gpa: GuestPhysAddr, size: u8) -> Option<u64> {
+        let ioapic_offset = gpa.as_u64().wrapping_sub(IOAPIC_BASE.as_u64());
+        if ioapic_offset < PAGE_SIZE {
+            return Some(u64::from(self.ioapic.mmio_read(ioapic_offset)));
+        }
+        self.virtio.read(gpa, size)
+    }
+
+    /// A device write at `gpa`; false if no device is there.
+    pub fn mmio_write(
+        &mut self,
+        gpa: GuestPhysAddr,
+        size: u8,
+        value: u64,
+        mem: &dyn GuestMemory,
+    ) -> bool {
+        let ioapic_offset = gpa.as_u64().wrapping_sub(IOAPIC_BASE.as_u64());
+        if ioapic_offset < PAGE_SIZE {
+            let fired = self.ioapic.mmio_write(ioapic_offset, value as u32);
+            self.deliveries.extend(fired);
+            return true;
+        }
+        let mut raised = Vec::new();
+        let claimed = self
+            .virtio
+            .write(gpa, size, value, mem, |gsi| raised.push(gsi));
+        if claimed {
+            // InterruptACK lowers a line: look at the line of the slot written too.
+            if let Some(gsi) = self.virtio.gsi_of(gpa) {
+                raised.push(gsi);
+            }
+            self.update_virtio_lines(&raised);
+        }
+        claimed
+    }
+}
