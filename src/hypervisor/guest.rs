@@ -56,6 +56,10 @@ pub struct Guest {
     pub restarts: AtomicU32,
     /// Status the guest gave when it stopped, or 255 for a crash.
     pub exit_status: AtomicU8,
+    /// Entry state of images loaded ahead of the first start (by [`Guest::prepare`]).
+    prepared: Mutex<Option<EntryState>>,
+    /// Free frames right after the first restart (every later one must match).
+    frames_after_restart: spin::Once<u64>,
 }
 
 impl Guest {
@@ -69,6 +73,7 @@ impl Guest {
         asid: u32,
         on_crash: CrashPolicy,
         loader: Loader,
+        devices: GuestDevices,
     ) -> Self {
         let name: &'static &'static str =
             Box::leak(Box::new(&*Box::leak(String::from(name).into_boxed_str())));
@@ -80,7 +85,9 @@ impl Guest {
             asid,
             on_crash,
             loader,
-            devices: Mutex::new(GuestDevices::default()),
+            devices: Mutex::new(devices),
+            prepared: Mutex::new(None),
+            frames_after_restart: spin::Once::new(),
             stats: Mutex::new(ExitStats::default()),
             state: AtomicU8::new(State::Starting as u8),
             restarts: AtomicU32::new(0),
@@ -111,6 +118,13 @@ impl Guest {
     fn load(&self) -> Result<EntryState, String> {
         self.ram.zero();
         (self.loader)(&self.ram)
+    }
+
+    /// Loads the images before anything starts, so a bad image is refused while no guest runs.
+    pub fn prepare(&self) -> Result<(), String> {
+        let entry = self.load()?;
+        *self.prepared.lock() = Some(entry);
+        Ok(())
     }
 }
 
@@ -149,9 +163,13 @@ fn run_until_stopped(guest: &Guest, caps: &Caps) -> Result<(), String> {
 /// The run loop of one vCPU, the same for every vendor.
 fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
     let mut host = MachineHost::new(guest.name);
-    let entry = guest
-        .load()
-        .map_err(|e| alloc::format!("cannot load: {e}"))?;
+    let prepared = guest.prepared.lock().take();
+    let entry = match prepared {
+        Some(e) => e,
+        None => guest
+            .load()
+            .map_err(|e| alloc::format!("cannot load: {e}"))?,
+    };
     vcpu.reset(&entry);
     let mut st = VcpuState::new(0, guest.cpus.len() as u32, time::tsc_khz());
     guest.set_state(State::Running);
@@ -205,23 +223,31 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
                         guest.set_state(State::Stopped);
                         return Ok(());
                     }
+                    StopReason::PowerOff => {
+                        log::info!("powered off");
+                        guest.set_state(State::Stopped);
+                        return Ok(());
+                    }
+                    StopReason::Reboot => {
+                        log::info!("reboot requested: starting again from its images");
+                        restart(guest, &mut vcpu, &mut st)?;
+                    }
                     StopReason::Crashed(report) | StopReason::Fatal(report) => {
                         log::error!("crashed: {report}");
                         let restarts = guest.restarts.load(Ordering::Acquire);
                         match guest.on_crash {
                             CrashPolicy::Restart { limit } if restarts < limit => {
                                 let n = guest.restarts.fetch_add(1, Ordering::AcqRel) + 1;
-                                let entry = guest
-                                    .load()
-                                    .map_err(|e| alloc::format!("cannot reload: {e}"))?;
-                                vcpu.reset(&entry);
-                                st = VcpuState::new(0, guest.cpus.len() as u32, time::tsc_khz());
-                                *guest.devices.lock() = GuestDevices::default();
-                                println!(
-                                    "RESTART {} {n}/{limit} free-frames {}",
-                                    guest.name,
-                                    memory::free_frames()
-                                );
+                                restart(guest, &mut vcpu, &mut st)?;
+                                let free = memory::free_frames();
+                                println!("RESTART {} {n}/{limit} free-frames {free}", guest.name);
+                                // A restart allocates nothing: the free-frame count must not move.
+                                let first = *guest.frames_after_restart.call_once(|| free);
+                                if free != first {
+                                    println!("FAIL restart-leak {}: {} frames after restart {n}, {first} after the first", guest.name, free);
+                                } else if n == limit {
+                                    println!("PASS restart-no-leak {} {n} restarts, {free} free frames each time", guest.name);
+                                }
                             }
                             _ => {
                                 guest.exit_status.store(255, Ordering::Release);
@@ -234,4 +260,16 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
             }
         }
     }
+}
+
+/// Starts `guest` again from its pristine images: RAM zeroed and reloaded, vCPU and devices
+/// reset (disks keep what was written, as on a real reboot). Allocates nothing.
+fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(), String> {
+    let entry = guest
+        .load()
+        .map_err(|e| alloc::format!("cannot reload: {e}"))?;
+    vcpu.reset(&entry);
+    *st = VcpuState::new(0, guest.cpus.len() as u32, time::tsc_khz());
+    guest.devices.lock().reset(&guest.ram, time::unix_now());
+    Ok(())
 }

@@ -44,6 +44,10 @@ impl Host for MachineHost {
         time::tsc_khz()
     }
 
+    fn unix_now(&self) -> u64 {
+        time::unix_now()
+    }
+
     fn console_line(&mut self, line: &[u8]) {
         use core::fmt::Write;
         let mut out = serial::line();

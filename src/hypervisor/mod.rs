@@ -101,3 +101,4 @@ pub fn ap_idle(index: usize) -> ! {
 }
 
 mod setup;
+mod storage;

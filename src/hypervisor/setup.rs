@@ -1,48 +1,207 @@
-//! Building the guests (interim: one guest per boot module named `guest:<name>`; replaced by
-//! the manifest's Plan and the full loader as they land).
+//! Building the guests of the manifest's [`Plan`]: RAM, nested page table, devices, loader.
 
 use alloc::boxed::Box;
-use alloc::string::String;
+use alloc::string::{String, ToString};
 use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::guest::{CrashPolicy, Guest};
-use crate::addr::LARGE_PAGE_SIZE;
+use super::storage::DiskImage;
+use crate::addr::{HostPhysAddr, LARGE_PAGE_SIZE};
 use crate::arch::x86_64::guest_ram::GuestRam;
-use crate::arch::x86_64::memory;
 use crate::arch::x86_64::page_tables::{self, FrameTables};
+use crate::arch::x86_64::{memory, smp, time};
 use crate::boot::BootInfo;
+use crate::devices::switch::{Switch, DEFAULT_INBOX_FRAMES};
+use crate::devices::virtio::blk::{Blk, BlkOptions};
+use crate::devices::virtio::mmio::MmioTransport;
+use crate::devices::virtio::net::Net;
 use crate::loader::{self, AcpiConfig, BootRequest, Format};
-use crate::paging::{EptEntry, MapFlags, NptEntry, PageTable};
+use crate::manifest::{self, GuestPlan, KernelFormat, MachineFacts, Plan};
+use crate::paging::{EptEntry, MapFlags, NptEntry, PageSize, PageTable, PagingError};
+use crate::println;
 use crate::virt::{Caps, EntryState};
+use crate::vmm::platform::GuestDevices;
 
-/// Loads `image` into the guest's RAM with `cmdline`, by the boot protocol its format says.
-fn load_kernel(
-    ram: &GuestRam,
-    image: &[u8],
-    cmdline: &str,
-    vcpus: u32,
-) -> Result<EntryState, String> {
-    let req = BootRequest {
-        kernel: image,
-        format: Format::Auto,
-        cmdline,
-        initrd: None,
-        acpi: Some(AcpiConfig {
-            vcpus,
-            virtio_slots: &[],
-        }),
+/// The module string of the manifest (`module2 /boot/… manifest`).
+pub const MANIFEST_MODULE: &str = "manifest";
+/// RAM the hypervisor keeps for itself beyond what it has already allocated (vCPU structures,
+/// nested page tables, disk copies are accounted separately as they are made).
+const HYPERVISOR_RESERVE_BYTES: u64 = 16 << 20;
+
+/// Reads the manifest and builds every guest it describes; `Ok(empty)` when there is no
+/// manifest. Any error means no guest starts.
+pub fn build_guests(info: &BootInfo, caps: &Caps) -> Result<Vec<Arc<Guest>>, String> {
+    let Some(module) = info.module(MANIFEST_MODULE) else {
+        log::warn!(
+            "no manifest module (a module2 line whose string is `manifest`): no guests to run"
+        );
+        return Ok(Vec::new());
     };
-    loader::load(ram, &ram.layout(), &req)
-        .map(|setup| setup.entry)
-        .map_err(|e| alloc::format!("{e}"))
+    let exists = |path: &str| info.module(path).is_some();
+    let facts = MachineFacts {
+        cpu_count: smp::online() as u32,
+        free_ram_bytes: memory::free_bytes().saturating_sub(HYPERVISOR_RESERVE_BYTES),
+        module_exists: &exists,
+    };
+    let plan = match manifest::parse_bytes(memory::module_bytes(module), &facts) {
+        Ok(plan) => plan,
+        Err(diags) => {
+            let text = diags.render("manifest");
+            for line in text.lines() {
+                println!("{line}");
+            }
+            return Err(alloc::format!(
+                "the manifest has {} error(s); no guest started",
+                diags.len()
+            ));
+        }
+    };
+    log::set_max_level(plan.hypervisor.log.to_level_filter().max(log::max_level()));
+    build_plan(info, caps, &plan)
+}
+
+fn build_plan(info: &BootInfo, caps: &Caps, plan: &Plan) -> Result<Vec<Arc<Guest>>, String> {
+    let switches: Vec<Arc<Switch>> = plan
+        .switches
+        .iter()
+        .map(|s| Switch::new(&s.name, DEFAULT_INBOX_FRAMES))
+        .collect();
+    let mut guests = Vec::new();
+    for (index, g) in plan.guests.iter().enumerate() {
+        let guest = build_guest(info, caps, plan, &switches, index, g)
+            .map_err(|e| alloc::format!("guest {}: {e}", g.name))?;
+        guests.push(Arc::new(guest));
+    }
+    Ok(guests)
+}
+
+fn build_guest(
+    info: &BootInfo,
+    caps: &Caps,
+    plan: &Plan,
+    switches: &[Arc<Switch>],
+    index: usize,
+    g: &GuestPlan,
+) -> Result<Guest, String> {
+    let align = if g.memory_bytes >= crate::addr::HUGE_PAGE_SIZE {
+        crate::addr::HUGE_PAGE_SIZE
+    } else {
+        LARGE_PAGE_SIZE
+    };
+    let base = memory::alloc_zeroed(g.memory_bytes, align)
+        .or_else(|_| memory::alloc_zeroed(g.memory_bytes, LARGE_PAGE_SIZE))
+        .map_err(|e| alloc::format!("no room for {} MiB of RAM: {e}", g.memory_bytes >> 20))?;
+    // SAFETY: the block was just allocated for this guest alone; all RAM is identity-mapped.
+    let ram = unsafe { GuestRam::new(base, g.memory_bytes) };
+    let nested = build_nested(&ram, caps).map_err(|e| alloc::format!("nested page table: {e}"))?;
+
+    let mut devices = GuestDevices::new(time::unix_now());
+    let mut slot = 0u32;
+    for (i, d) in g.disks.iter().enumerate() {
+        let module = info
+            .module(&d.image)
+            .ok_or_else(|| alloc::format!("disk image {:?} was not loaded", d.image))?;
+        let image = DiskImage::copy_of(memory::module_bytes(module))
+            .map_err(|e| alloc::format!("disk {:?}: {e}", d.image))?;
+        let mut serial = [0u8; 20];
+        let id = alloc::format!("{}-disk{i}", g.name);
+        let n = id.len().min(20);
+        serial[..n].copy_from_slice(&id.as_bytes()[..n]);
+        let blk = Blk::new(
+            image,
+            BlkOptions {
+                is_readonly: d.readonly,
+                serial,
+            },
+        );
+        devices
+            .virtio
+            .attach(slot, Box::new(MmioTransport::new(blk)))
+            .map_err(|e| e.to_string())?;
+        slot += 1;
+    }
+    for (i, n) in g.nets.iter().enumerate() {
+        let Some(sw) = plan.switches.iter().position(|s| s.name == n.switch) else {
+            // A switch with one port is refused by validation; nothing to plug into here.
+            log::warn!(
+                "net {i} names switch {:?}, which has no other port",
+                n.switch
+            );
+            continue;
+        };
+        let port = switches[sw].add_port();
+        devices
+            .virtio
+            .attach(slot, Box::new(MmioTransport::new(Net::new(port, n.mac.0))))
+            .map_err(|e| e.to_string())?;
+        slot += 1;
+    }
+    let _ = index;
+    let slots: Vec<u32> = devices.virtio.devices().map(|d| d.slot).collect();
+    let mut cmdline = g.cmdline.clone();
+    if !slots.is_empty() && !cmdline.contains("virtio=") {
+        // Test guests find their devices here; Linux finds them in the DSDT.
+        let list: Vec<String> = devices
+            .virtio
+            .devices()
+            .map(|d| alloc::format!("{:#x}@{}:{}", d.base.as_u64(), d.gsi, d.name))
+            .collect();
+        cmdline = alloc::format!("{cmdline} virtio={}", list.join(","))
+            .trim()
+            .to_string();
+    }
+    let kernel = image_of(info, &g.kernel)?;
+    let initrd = g.initrd.as_deref().map(|p| image_of(info, p)).transpose()?;
+    let format = match g.format {
+        KernelFormat::Auto => Format::Auto,
+        KernelFormat::Elf => Format::Elf,
+        KernelFormat::Linux => Format::Linux,
+    };
+    let vcpus = g.cpus.len() as u32;
+    let loader = Box::new(move |ram: &GuestRam| -> Result<EntryState, String> {
+        let req = BootRequest {
+            kernel,
+            format,
+            cmdline: &cmdline,
+            initrd,
+            acpi: Some(AcpiConfig {
+                vcpus,
+                virtio_slots: &slots,
+            }),
+        };
+        loader::load(ram, &ram.layout(), &req)
+            .map(|s| s.entry)
+            .map_err(|e| alloc::format!("{e}"))
+    });
+    let on_crash = match g.on_crash {
+        manifest::CrashPolicy::Stop => CrashPolicy::Stop,
+        manifest::CrashPolicy::Restart { limit } => CrashPolicy::Restart { limit },
+    };
+    let cpus = g.cpus.iter().map(|&c| c as usize).collect();
+    let guest = Guest::new(
+        &g.name,
+        cpus,
+        ram,
+        nested,
+        index as u32 + 1,
+        on_crash,
+        loader,
+        devices,
+    );
+    // Check the image loads now, so a bad image is refused before any guest starts.
+    guest.prepare()?;
+    Ok(guest)
+}
+
+fn image_of(info: &BootInfo, path: &str) -> Result<&'static [u8], String> {
+    info.module(path)
+        .map(memory::module_bytes)
+        .ok_or_else(|| alloc::format!("image {path:?} was not loaded"))
 }
 
 /// Builds the guest's nested page table (NPT or EPT, by vendor): exactly its RAM, nothing else.
-fn build_nested(
-    ram: &GuestRam,
-    caps: &Caps,
-) -> Result<crate::addr::HostPhysAddr, crate::paging::PagingError> {
+fn build_nested(ram: &GuestRam, caps: &Caps) -> Result<HostPhysAddr, PagingError> {
     let mem = &mut FrameTables;
     let max = page_tables::max_page();
     match caps {
@@ -54,11 +213,7 @@ fn build_nested(
             Ok(t.root())
         }
         Caps::Vmx(v) => {
-            let max = if v.ept_1g {
-                max
-            } else {
-                crate::paging::PageSize::Size2M
-            };
+            let max = if v.ept_1g { max } else { PageSize::Size2M };
             let mut t = PageTable::<EptEntry>::new(mem)?;
             for r in ram.regions() {
                 t.map(mem, r.gpa.as_u64(), r.hpa, r.len, MapFlags::RWX, max)?;
@@ -66,43 +221,4 @@ fn build_nested(
             Ok(t.root())
         }
     }
-}
-
-/// Builds every guest the boot modules describe.
-pub fn build_guests(info: &BootInfo, caps: &Caps) -> Result<Vec<Arc<Guest>>, String> {
-    let mut guests = Vec::new();
-    let mut next_cpu = 1;
-    for m in &info.modules {
-        let Some(spec) = m.name.strip_prefix("guest:") else {
-            continue;
-        };
-        let mut parts = spec.splitn(2, ' ');
-        let name = parts.next().unwrap_or("guest");
-        let cmdline = String::from(parts.next().unwrap_or(""));
-        let size = 64 << 20;
-        let base = memory::alloc_zeroed(size, LARGE_PAGE_SIZE)
-            .map_err(|e| alloc::format!("{name}: {e}"))?;
-        // SAFETY: the block was just allocated for this guest alone and is identity-mapped.
-        let ram = unsafe { GuestRam::new(base, size) };
-        let npt = build_nested(&ram, caps)
-            .map_err(|e| alloc::format!("{name}: nested page table: {e}"))?;
-        let image = memory::module_bytes(m);
-        let loader = Box::new(move |ram: &GuestRam| load_kernel(ram, image, &cmdline, 1));
-        let policy = if name.starts_with("crash") {
-            CrashPolicy::Restart { limit: 3 }
-        } else {
-            CrashPolicy::Stop
-        };
-        guests.push(Arc::new(Guest::new(
-            name,
-            alloc::vec![next_cpu],
-            ram,
-            npt,
-            guests.len() as u32 + 1,
-            policy,
-            loader,
-        )));
-        next_cpu += 1;
-    }
-    Ok(guests)
 }

@@ -12,8 +12,12 @@ use super::{interrupts, mmio};
 use crate::decode::walk::{self, PagingContext};
 use crate::decode::{self, CpuMode, Insn, MAX_INSN_LEN};
 use crate::devices::lapic::{is_apic_msr, Lapic};
+use crate::devices::rtc::{DATA_PORT as RTC_DATA_PORT, INDEX_PORT as RTC_INDEX_PORT};
 use crate::guest_mem::GuestMemory;
 use crate::layout::{COM1_PORT, GUEST_EXIT_PORT};
+use crate::loader::acpi::{
+    is_poweroff_write, RESET_PORT, RESET_VALUE, SLEEP_CONTROL_PORT, SLEEP_STATUS_PORT,
+};
 use crate::virt::{reg, IoAccess, Vcpu, VmExit};
 
 /// #UD.
@@ -35,6 +39,8 @@ pub trait Host {
     fn tsc_khz(&self) -> u64;
     /// One line of console output from the guest.
     fn console_line(&mut self, line: &[u8]);
+    /// Wall-clock time in Unix seconds.
+    fn unix_now(&self) -> u64;
 }
 
 /// One vCPU's own emulation state.
@@ -74,12 +80,16 @@ pub enum StopReason {
     Crashed(String),
     /// The hypervisor could not continue running it.
     Fatal(String),
+    /// The guest powered itself off (ACPI S5).
+    PowerOff,
+    /// The guest asked for a reset (ACPI reset register): start again from its images.
+    Reboot,
 }
 
 impl StopReason {
     /// Whether this counts as a crash for the `on_crash` policy.
     pub fn is_crash(&self) -> bool {
-        !matches!(self, Self::Exited(_))
+        matches!(self, Self::Crashed(_) | Self::Fatal(_))
     }
 }
 
@@ -345,6 +355,30 @@ fn handle_io<V: Vcpu, H: Host>(
                 host.console_line(&line);
             }
             dev.update_uart_line();
+        }
+        p @ (RTC_INDEX_PORT | RTC_DATA_PORT) => {
+            let now = host.unix_now();
+            if io.is_in {
+                result = Some(u64::from(dev.rtc.read(p, now)));
+            } else {
+                dev.rtc.write(p, vcpu.regs().gpr(reg::RAX) as u8, now);
+            }
+        }
+        SLEEP_CONTROL_PORT if !io.is_in => {
+            skip(vcpu, len);
+            if is_poweroff_write(vcpu.regs().gpr(reg::RAX) as u8) {
+                return Next::Stop(StopReason::PowerOff);
+            }
+            return Next::Resume;
+        }
+        // Wake status set: the guest never waits for a sleep it asked for.
+        SLEEP_STATUS_PORT if io.is_in => result = Some(0x80),
+        RESET_PORT if !io.is_in => {
+            skip(vcpu, len);
+            if vcpu.regs().gpr(reg::RAX) as u8 == RESET_VALUE {
+                return Next::Stop(StopReason::Reboot);
+            }
+            return Next::Resume;
         }
         GUEST_EXIT_PORT if !io.is_in => {
             let status = vcpu.regs().gpr(reg::RAX) as u8;

@@ -5,6 +5,7 @@ use alloc::vec::Vec;
 
 use crate::addr::{GuestPhysAddr, PAGE_SIZE};
 use crate::devices::ioapic::{Delivery, IoApic};
+use crate::devices::rtc::Rtc;
 use crate::devices::uart::Uart;
 use crate::devices::virtio::bus::VirtioBus;
 use crate::guest_mem::GuestMemory;
@@ -17,6 +18,8 @@ const IOAPIC_ID: u8 = 0;
 pub struct GuestDevices {
     /// COM1.
     pub uart: Uart,
+    /// The CMOS clock at ports 0x70/0x71.
+    pub rtc: Rtc,
     /// The I/O APIC that routes device lines to the local APICs.
     pub ioapic: IoApic,
     /// The guest's virtio-mmio devices.
@@ -33,6 +36,7 @@ impl Default for GuestDevices {
     fn default() -> Self {
         Self {
             uart: Uart::new(),
+            rtc: Rtc::new(0),
             ioapic: IoApic::new(IOAPIC_ID),
             virtio: VirtioBus::new(),
             deliveries: Vec::new(),
@@ -43,6 +47,23 @@ impl Default for GuestDevices {
 }
 
 impl GuestDevices {
+    /// Devices whose clock starts at `unix_now`.
+    pub fn new(unix_now: u64) -> Self {
+        Self {
+            rtc: Rtc::new(unix_now),
+            ..Self::default()
+        }
+    }
+
+    /// Back to power-on state for a guest restart: devices reset, disks keep their contents.
+    pub fn reset(&mut self, mem: &dyn GuestMemory, unix_now: u64) {
+        self.uart = Uart::new();
+        self.rtc = Rtc::new(unix_now);
+        self.ioapic = IoApic::new(IOAPIC_ID);
+        self.virtio.reset_all(mem);
+        self.deliveries.clear();
+    }
+
     /// Drives I/O APIC input `gsi` to `level`.
     pub fn set_line(&mut self, gsi: u32, level: bool) {
         if let Some(d) = self.ioapic.set_line(gsi, level) {

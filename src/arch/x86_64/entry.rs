@@ -100,6 +100,7 @@ extern "C" fn kernel_main(magic: u32, info_addr: u64) -> ! {
     let khz = time::calibrate();
     log::info!(target: "boot", "TSC {} MHz", khz / 1000);
     apic::init_timer(idt::TIMER_VECTOR);
+    time::init_wall_clock();
 
     let cpus = super::acpi::cpu_apic_ids(&info);
     super::page_tables::init(&info);

@@ -80,7 +80,6 @@ pub fn init_frames(info: &BootInfo) {
     for m in &info.modules {
         frames.reserve(m.start, m.start + m.len);
     }
-    log::info!(target: "mm", "{} MiB free for guests (largest block {} MiB)", frames.free_bytes() >> 20, frames.largest_free() >> 20);
 }
 
 /// Allocates `size` bytes of zeroed, contiguous physical memory aligned to `align`.
@@ -166,4 +165,13 @@ pub fn release_high_memory(info: &BootInfo) {
         frames.reserve(m.start, m.start + m.len);
     }
     log::info!(target: "mm", "{} MiB free for guests (largest block {} MiB)", frames.free_bytes() >> 20, frames.largest_free() >> 20);
+}
+
+/// `len` bytes of zeroed hypervisor-owned memory that live as long as the hypervisor (guests'
+/// disk copies).
+pub fn alloc_owned_bytes(len: u64) -> Result<&'static mut [u8], OutOfFrames> {
+    let pa = alloc_zeroed(len.max(1), PAGE_SIZE)?;
+    // SAFETY: the block was just taken from the free list and is never freed, so this is the
+    // only reference to it; it is identity-mapped writable.
+    Ok(unsafe { core::slice::from_raw_parts_mut(pa.as_u64() as *mut u8, len as usize) })
 }

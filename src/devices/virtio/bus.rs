@@ -91,6 +91,16 @@ impl VirtioBus {
             .then_some((slot as usize, rel % VIRTIO_MMIO_SLOT_SIZE))
     }
 
+    /// Resets every device as if the driver had written 0 to its Status register (virtio 1.2
+    /// §4.2.2.1), for a guest restart: no device may keep queue addresses from the old run.
+    pub fn reset_all(&mut self, mem: &dyn GuestMemory) {
+        /// Offset of the Status register (virtio 1.2 §4.2.2, table "MMIO Device Register Layout").
+        const STATUS: u64 = 0x070;
+        for dev in self.slots.iter_mut().flatten() {
+            let _ = dev.write(STATUS, 4, 0, mem);
+        }
+    }
+
     /// The interrupt line (GSI) of the slot that `gpa` falls in.
     pub fn gsi_of(&self, gpa: GuestPhysAddr) -> Option<u32> {
         Self::locate(gpa).map(|(slot, _)| VIRTIO_GSI_BASE + slot as u32)

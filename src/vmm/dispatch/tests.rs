@@ -77,6 +77,9 @@ impl Host for FakeHost {
     fn console_line(&mut self, line: &[u8]) {
         self.lines.push(line.to_vec());
     }
+    fn unix_now(&self) -> u64 {
+        1_700_000_000
+    }
 }
 
 fn setup() -> (FakeVcpu, VcpuState, GuestDevices, VecGuestMemory, FakeHost) {
@@ -234,4 +237,72 @@ fn virtualization_instructions_raise_ud_and_triple_fault_crashes() {
         Next::Stop(r @ StopReason::Crashed(_)) => assert!(r.is_crash()),
         other => panic!("{other:?}"),
     }
+}
+
+#[test]
+fn acpi_power_ports_stop_or_reset_the_guest() {
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    v.regs.set_gpr(reg::RAX, 0x14);
+    assert_eq!(
+        handle(
+            &mut v,
+            out(SLEEP_CONTROL_PORT, 1),
+            &mut st,
+            &mut dev,
+            &mem,
+            &mut host
+        ),
+        Next::Resume,
+        "no SLP_EN"
+    );
+    v.regs.set_gpr(reg::RAX, 0x34);
+    assert_eq!(
+        handle(
+            &mut v,
+            out(SLEEP_CONTROL_PORT, 1),
+            &mut st,
+            &mut dev,
+            &mem,
+            &mut host
+        ),
+        Next::Stop(StopReason::PowerOff)
+    );
+    v.regs.set_gpr(reg::RAX, u64::from(RESET_VALUE));
+    assert_eq!(
+        handle(
+            &mut v,
+            out(RESET_PORT, 1),
+            &mut st,
+            &mut dev,
+            &mem,
+            &mut host
+        ),
+        Next::Stop(StopReason::Reboot)
+    );
+    assert!(!StopReason::PowerOff.is_crash() && !StopReason::Reboot.is_crash());
+}
+
+#[test]
+fn rtc_answers_through_its_ports() {
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    dev.rtc = crate::devices::rtc::Rtc::new(host.unix_now());
+    v.regs.set_gpr(reg::RAX, 0x0B);
+    handle(
+        &mut v,
+        out(RTC_INDEX_PORT, 1),
+        &mut st,
+        &mut dev,
+        &mem,
+        &mut host,
+    );
+    handle(
+        &mut v,
+        inp(RTC_DATA_PORT, 1),
+        &mut st,
+        &mut dev,
+        &mem,
+        &mut host,
+    );
+    assert_eq!(v.regs.gpr(reg::RAX) & 0x02, 0x02, "24-hour mode by default");
+    assert_eq!(dev.unassigned_io, 0);
 }
