@@ -1,5 +1,5 @@
 //! Thin wrappers over CPU instructions the guests need: CPUID, RDMSR/WRMSR, port I/O, RDTSC,
-//! HLT, and reading the control registers.
+//! STI/CLI/HLT, and reading the control registers.
 
 use core::arch::asm;
 
@@ -228,6 +228,58 @@ pub fn flush_tlb() {
     unsafe {
         asm!("mov {tmp}, cr3", "mov cr3, {tmp}", tmp = out(reg) _, options(nostack));
     }
+}
+
+/// RFLAGS.IF: maskable interrupts enabled (Intel SDM vol.1 §3.4.3.3).
+const RFLAGS_IF: u64 = 1 << 9;
+
+/// Enables maskable interrupts (STI). Also a compiler barrier: memory accesses are not moved
+/// across it, so data a handler reads is written before interrupts can arrive.
+pub fn sti() {
+    // SAFETY: every vector has a gate (idt::init runs before main), so any interrupt that
+    // arrives is dispatched to crate::irq.
+    unsafe { asm!("sti", options(nostack, preserves_flags)) };
+}
+
+/// Disables maskable interrupts (CLI); a compiler barrier like [`sti`].
+pub fn cli() {
+    // SAFETY: masking interrupts only delays them.
+    unsafe { asm!("cli", options(nostack, preserves_flags)) };
+}
+
+/// Halts until the next interrupt (or NMI). With interrupts disabled, only an NMI, SMI or INIT
+/// ends it: use [`sti_hlt`] to wait for an interrupt.
+pub fn hlt() {
+    // SAFETY: HLT stops this CPU until an event; nothing else depends on it running.
+    unsafe { asm!("hlt", options(nostack, preserves_flags)) };
+}
+
+/// Enables interrupts and halts in one step: STI delays recognition of interrupts until after
+/// the next instruction (SDM vol.2B, STI), so an interrupt that is already pending wakes the HLT
+/// instead of being taken just before it and leaving the CPU asleep. Returns with interrupts
+/// enabled, after the handler of the interrupt that woke it has run.
+pub fn sti_hlt() {
+    // SAFETY: as for sti and hlt.
+    unsafe { asm!("sti", "hlt", options(nostack, preserves_flags)) };
+}
+
+/// Whether RFLAGS.IF is set.
+pub fn interrupts_enabled() -> bool {
+    let rflags: u64;
+    // SAFETY: PUSHFQ/POP only read RFLAGS through the stack.
+    unsafe { asm!("pushfq", "pop {}", out(reg) rflags, options(preserves_flags)) };
+    rflags & RFLAGS_IF != 0
+}
+
+/// Runs `f` with interrupts disabled, then restores the previous state.
+pub fn without_interrupts<R>(f: impl FnOnce() -> R) -> R {
+    let was_enabled = interrupts_enabled();
+    cli();
+    let result = f();
+    if was_enabled {
+        sti();
+    }
+    result
 }
 
 /// Halts until the next interrupt (forever, as interrupts stay disabled).

@@ -1,8 +1,7 @@
-//! The IDT for the 32 CPU exception vectors: entry stubs in `global_asm!`, one common path that
-//! saves the registers and calls [`rt_exception`], which either lets [`crate::fault`] recover
-//! from an expected fault or reports the unexpected one and stops the guest.
-//!
-//! Interrupts stay disabled for the guests' whole life, so vectors 32..255 are not installed.
+//! The IDT for all 256 vectors: entry stubs in `global_asm!`, one common path that saves the
+//! registers and calls [`rt_exception`]. Exceptions (0..31) either let [`crate::fault`] recover
+//! from an expected fault or are reported and stop the guest; interrupts (32..255) go to
+//! [`crate::irq`]. Guests that never execute STI see no interrupts, as before.
 
 use core::arch::{asm, global_asm};
 
@@ -15,7 +14,10 @@ pub const DF: u8 = 8;
 pub const GP: u8 = 13;
 pub const PF: u8 = 14;
 
-const NUM_VECTORS: usize = 32;
+/// CPU exception vectors: 0..31 (Intel SDM vol.3 §6.2).
+const NUM_EXCEPTIONS: usize = 32;
+/// Every vector the IDT has a gate for.
+const NUM_VECTORS: usize = 256;
 /// Present, DPL 0, 64-bit interrupt gate (type 0xE): Intel SDM vol.3 §6.14.1.
 const GATE_INTERRUPT_PRESENT: u64 = 0x8E;
 
@@ -50,7 +52,7 @@ pub struct ExceptionFrame {
 
 /// Short name of an exception vector, as the manuals spell it.
 pub fn vector_name(vector: u8) -> &'static str {
-    const NAMES: [&str; NUM_VECTORS] = [
+    const NAMES: [&str; NUM_EXCEPTIONS] = [
         "#DE",
         "#DB",
         "NMI",
@@ -91,19 +93,30 @@ pub fn vector_name(vector: u8) -> &'static str {
 }
 
 // Each stub pushes a zero error code where the CPU pushes none (so the frame has one layout),
-// then the vector, and joins the common path. 15 GPR pushes + vector + error code + the CPU's
-// 5-word frame = 22 words; the CPU aligned RSP to 16 before pushing, so RSP is 16-aligned at
-// the call (SysV ABI).
+// then the vector, and joins the common path; it also appends its own address to
+// `rt_isr_table`, so the table is in vector order by construction. 15 GPR pushes + vector +
+// error code + the CPU's 5-word frame = 22 words; the CPU aligned RSP to 16 before pushing,
+// so RSP is 16-aligned at the call (SysV ABI). The x86_64-unknown-none target has no red zone
+// and no SSE, so an interrupt may land anywhere without saving more than the GPRs.
 global_asm!(
     r#"
+.pushsection .rodata.rt_isr_table, "a"
+.balign 8
+.global rt_isr_table
+rt_isr_table:
+.popsection
+
 .macro RT_ISR vec, has_error_code
 .balign 16
-rt_isr_\vec:
+1:
 .if \has_error_code == 0
     push 0
 .endif
     push \vec
     jmp rt_isr_common
+.pushsection .rodata.rt_isr_table, "a"
+    .quad 1b
+.popsection
 .endm
 
 .section .text.rt_isr, "ax"
@@ -139,6 +152,12 @@ RT_ISR 28, 0
 RT_ISR 29, 1
 RT_ISR 30, 1
 RT_ISR 31, 0
+/* External interrupts and IPIs never push an error code. */
+.set rt_vec, 32
+.rept 224
+RT_ISR rt_vec, 0
+.set rt_vec, rt_vec + 1
+.endr
 
 rt_isr_common:
     push rax
@@ -177,14 +196,6 @@ rt_isr_common:
     add rsp, 16
     iretq
 
-.section .rodata.rt_isr_table, "a"
-.balign 8
-.global rt_isr_table
-rt_isr_table:
-.irp v, 0,1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20,21,22,23,24,25,26,27,28,29,30,31
-    .quad rt_isr_\v
-.endr
-
 .section .text
 "#
 );
@@ -216,7 +227,8 @@ fn gate(handler: u64) -> [u64; 2] {
 pub fn init() {
     let idt = IDT.call_once(|| {
         let mut entries = [0u64; 2 * NUM_VECTORS];
-        // SAFETY: rt_isr_table is a read-only table of 32 addresses emitted by the asm above.
+        // SAFETY: rt_isr_table is a read-only table of 256 stub addresses, one per vector in
+        // order, emitted by the RT_ISR invocations above.
         let handlers = unsafe { &rt_isr_table };
         for (pair, &handler) in entries.chunks_exact_mut(2).zip(handlers.iter()) {
             pair.copy_from_slice(&gate(handler));
@@ -247,6 +259,11 @@ pub fn triple_fault() -> ! {
 /// `frame.rsp`, which [`crate::fault`] rewrites to recover from an expected fault.
 #[no_mangle]
 extern "C" fn rt_exception(frame: &mut ExceptionFrame) {
+    // An interrupt that arrives while a `fault::catch` is armed is not the fault it waits for.
+    if frame.vector >= NUM_EXCEPTIONS as u64 {
+        crate::irq::dispatch(frame);
+        return;
+    }
     if crate::fault::recover(frame) {
         return;
     }

@@ -1,6 +1,7 @@
-//! Busy-wait delays on the TSC, calibrated from CPUID when it tells the frequency.
+//! Busy-wait delays on the TSC, calibrated from CPUID when it tells the frequency, and the TSC
+//! rate for guests that measure time (CPUID, else the PIT).
 
-use crate::cpu::{rdtsc, tsc_hz};
+use crate::cpu::{rdtsc, tsc_hz, TscSource};
 
 /// TSC rate assumed for short delays when no CPUID leaf gives one. Short delays only need to
 /// be "long enough", and real or emulated TSCs run at a few GHz.
@@ -20,4 +21,33 @@ pub fn spin_ms(ms: u64) {
         core::hint::spin_loop();
         spins += 1;
     }
+}
+
+static PIT_MEASURED_HZ: spin::Once<Option<u64>> = spin::Once::new();
+/// How long the PIT measurement runs.
+const PIT_CALIBRATION_MS: u64 = 50;
+
+/// The TSC rate in Hz and where it came from: a CPUID leaf when one tells it, else a
+/// measurement against the PIT (taken once, then remembered); `None` when neither works.
+pub fn tsc_rate() -> Option<(u64, &'static str)> {
+    if let Some((hz, source)) = tsc_hz() {
+        let name = match source {
+            TscSource::Leaf15 => "cpuid 0x15",
+            TscSource::Leaf16 => "cpuid 0x16",
+            TscSource::Hypervisor => "cpuid 0x40000010",
+        };
+        return Some((hz, name));
+    }
+    let hz = *PIT_MEASURED_HZ.call_once(|| crate::pit::calibrate_tsc_hz(PIT_CALIBRATION_MS));
+    hz.map(|hz| (hz, "measured against the PIT"))
+}
+
+/// Converts TSC ticks to microseconds at `hz`.
+pub fn ticks_to_us(ticks: u64, hz: u64) -> u64 {
+    (u128::from(ticks) * 1_000_000 / u128::from(hz.max(1))) as u64
+}
+
+/// Converts microseconds to TSC ticks at `hz`.
+pub fn us_to_ticks(us: u64, hz: u64) -> u64 {
+    (u128::from(us) * u128::from(hz) / 1_000_000) as u64
 }

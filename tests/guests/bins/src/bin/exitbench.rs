@@ -13,7 +13,13 @@ use guest_rt::{println, Checks, StartInfo};
 guest_rt::guest!("exitbench", main);
 
 fn main(info: &'static StartInfo) -> ! {
-    let n = info.args().get_u64("n").ok().flatten().unwrap_or(20_000).max(1);
+    let n = info
+        .args()
+        .get_u64("n")
+        .ok()
+        .flatten()
+        .unwrap_or(20_000)
+        .max(1);
     let hz = tsc_hz().map_or(1_000_000_000, |(hz, _)| hz);
     let mut sink = 0u32;
     let t0 = rdtsc();
@@ -28,11 +34,19 @@ fn main(info: &'static StartInfo) -> ! {
     let t2 = rdtsc();
     let exit_ticks = (t1 - t0).max(1);
     let base_ticks = (t2 - t1).max(1);
-    let per_exit_ns = (exit_ticks - base_ticks.min(exit_ticks)) as u128 * 1_000_000_000 / (u128::from(hz) * u128::from(n));
+    let per_exit_ns = (exit_ticks - base_ticks.min(exit_ticks)) as u128 * 1_000_000_000
+        / (u128::from(hz) * u128::from(n));
     let rate = u128::from(n) * u128::from(hz) / u128::from(exit_ticks);
     println!("exitbench: cpuid {n} in {exit_ticks} ticks, plain loop {n} in {base_ticks} ticks, TSC {hz} Hz");
     println!("exitbench: {rate} exits/s, {per_exit_ns} ns per exit round trip (sink {sink})");
     let mut checks = Checks::new("exitbench");
-    checks.check("measured", if exit_ticks > base_ticks { Ok(()) } else { Err("CPUID was not slower than a plain loop") });
+    checks.check(
+        "measured",
+        if exit_ticks > base_ticks {
+            Ok(())
+        } else {
+            Err("CPUID was not slower than a plain loop")
+        },
+    );
     checks.finish()
 }
