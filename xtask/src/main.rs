@@ -1,3 +1,64 @@
-fn main() {
-    eprintln!("xtask: being written");
+//! `cargo xtask`: builds the hypervisor, packs it into a GRUB ISO, boots it in QEMU or Bochs and
+//! runs the test suite (host unit tests plus boot scenarios judged by their serial log).
+
+mod args;
+mod bochs;
+mod cargo;
+mod commands;
+mod iso;
+mod machine;
+mod paths;
+mod qemu;
+mod runner;
+mod scenario;
+mod sys;
+mod test_cmd;
+mod verdict;
+
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command> [options]
+
+commands:
+  build                      build the hypervisor (and tests/guests if present)
+  iso   [--cmdline S] [--manifest FILE] [--out PATH]
+                             make a GRUB rescue ISO (BIOS and UEFI)
+  run   [--accel tcg|kvm] [--bochs] [--cpu vmx|svm] [--uefi] [--smp N] [--mem SIZE]
+        [--cmdline S] [--manifest FILE]
+                             build, make the ISO and boot it with serial on this terminal
+  test  [--filter S] [--long] [--jobs N] [--skip-host] [--list]
+                             host unit tests, then the boot scenarios in tests/scenarios
+  gdb   [--uefi] [--smp N] [--mem SIZE] [--cmdline S] [--manifest FILE] [--no-gdb]
+                             boot QEMU halted with a gdb stub on :1234 and attach gdb
+
+SIZE is a number with an optional K/M/G suffix (default MiB), e.g. 128M or 2G.
+See docs/TESTING.md.";
+
+fn main() -> ExitCode {
+    let mut argv: Vec<String> = std::env::args().skip(1).collect();
+    if argv.is_empty() || matches!(argv[0].as_str(), "-h" | "--help" | "help") {
+        println!("{USAGE}");
+        return if argv.is_empty() {
+            ExitCode::FAILURE
+        } else {
+            ExitCode::SUCCESS
+        };
+    }
+    let command = argv.remove(0);
+    let result = match command.as_str() {
+        "build" => commands::build(argv),
+        "iso" => commands::iso(argv),
+        "run" => commands::run(argv),
+        "gdb" => commands::gdb(argv),
+        "test" => test_cmd::test(argv),
+        other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("xtask {command}: {message}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -1,0 +1,236 @@
+//! Runs scenario cases in emulators, a few at a time, each with its own log and a timeout.
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use crate::machine::{Emulator, Firmware};
+use crate::scenario::Case;
+use crate::verdict::{self, Outcome, Problem, Rules};
+use crate::{bochs, qemu};
+
+/// How often a running emulator is checked for having exited.
+const POLL_INTERVAL: Duration = Duration::from_millis(20);
+/// Bochs' rfb server binds the first free port from 5900 up; two Bochs binding at the same
+/// instant can race for one port, so their starts are spaced by this much.
+const BOCHS_START_SPACING: Duration = Duration::from_millis(500);
+
+/// A case and the ISO it boots.
+pub struct Job {
+    pub case: Case,
+    pub iso: PathBuf,
+}
+
+/// What happened to one case.
+pub struct CaseResult {
+    pub name: String,
+    pub problems: Vec<Problem>,
+    pub elapsed: Duration,
+    pub log_path: PathBuf,
+    pub log: String,
+}
+
+impl CaseResult {
+    pub fn passed(&self) -> bool {
+        self.problems.is_empty()
+    }
+}
+
+/// Files a case writes in the output directory, all named after it.
+struct CaseFiles {
+    serial_log: PathBuf,
+    /// The emulator's own stdout and stderr.
+    emulator_log: PathBuf,
+    /// Prefix for generated files (`.bochsrc`, `.rc`, `.vars.fd`, `.bochs.log`).
+    stem: PathBuf,
+}
+
+impl CaseFiles {
+    fn new(out_dir: &Path, name: &str) -> Self {
+        Self {
+            serial_log: out_dir.join(format!("{name}.log")),
+            emulator_log: out_dir.join(format!("{name}.emu.log")),
+            stem: out_dir.join(format!("{name}.case")),
+        }
+    }
+}
+
+fn spawn(
+    case: &Case,
+    iso: &Path,
+    files: &CaseFiles,
+    bochs_gate: &Mutex<Option<Instant>>,
+) -> Result<Child, String> {
+    let _ = std::fs::remove_file(&files.serial_log);
+    let mut command: Command = match case.machine.emulator {
+        Emulator::Qemu => {
+            let vars = match case.machine.firmware {
+                Firmware::Uefi => {
+                    Some(qemu::copy_ovmf_vars(&files.stem.with_extension("vars.fd"))?)
+                }
+                Firmware::Bios => None,
+            };
+            qemu::command(&qemu::Boot {
+                machine: &case.machine,
+                iso,
+                serial: qemu::Serial::File(&files.serial_log),
+                ovmf_vars: vars.as_deref(),
+                gdb: false,
+            })?
+        }
+        Emulator::Bochs => {
+            let bochs_log = files.stem.with_extension("bochs.log");
+            let command = bochs::command(
+                &bochs::Boot {
+                    machine: &case.machine,
+                    iso,
+                    serial_log: &files.serial_log,
+                    bochs_log: &bochs_log,
+                },
+                &files.stem,
+            )?;
+            // Hold the gate while starting so the next Bochs waits its turn.
+            let mut last = bochs_gate.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(at) = *last {
+                std::thread::sleep(BOCHS_START_SPACING.saturating_sub(at.elapsed()));
+            }
+            *last = Some(Instant::now());
+            command
+        }
+    };
+    let out = File::create(&files.emulator_log)
+        .map_err(|e| format!("creating {}: {e}", files.emulator_log.display()))?;
+    let err = out
+        .try_clone()
+        .map_err(|e| format!("duplicating a file handle: {e}"))?;
+    command
+        .stdin(Stdio::null())
+        .stdout(out)
+        .stderr(err)
+        .spawn()
+        .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))
+}
+
+/// Waits for `child` until `timeout`, killing it then.
+fn wait(child: &mut Child, timeout: Duration) -> Outcome {
+    let start = Instant::now();
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return Outcome::Exited {
+                    code: status.code(),
+                }
+            }
+            Ok(None) if start.elapsed() < timeout => std::thread::sleep(POLL_INTERVAL),
+            Ok(None) | Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::TimedOut(timeout);
+            }
+        }
+    }
+}
+
+fn run_case(job: &Job, out_dir: &Path, bochs_gate: &Mutex<Option<Instant>>) -> CaseResult {
+    let case = &job.case;
+    let files = CaseFiles::new(out_dir, &case.name);
+    let start = Instant::now();
+    let problems = match spawn(case, &job.iso, &files, bochs_gate) {
+        Err(why) => vec![Problem::NotStarted(why)],
+        Ok(mut child) => {
+            let outcome = wait(&mut child, case.timeout);
+            let log = read_log(&files.serial_log);
+            let rules = Rules {
+                emulator: case.machine.emulator,
+                expect: &case.expect,
+                forbid: &case.forbid,
+                end: case.end,
+            };
+            verdict::judge(&rules, &log, &outcome)
+        }
+    };
+    CaseResult {
+        name: case.name.clone(),
+        problems,
+        elapsed: start.elapsed(),
+        log: read_log(&files.serial_log),
+        log_path: files.serial_log,
+    }
+}
+
+fn read_log(path: &Path) -> String {
+    std::fs::read(path)
+        .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+        .unwrap_or_default()
+}
+
+/// Runs every job, `jobs` at a time, calling `done` as each finishes; results keep job order.
+pub fn run_all(
+    work: &[Job],
+    jobs: usize,
+    out_dir: &Path,
+    done: &(dyn Fn(&CaseResult) + Sync),
+) -> Vec<CaseResult> {
+    let next = AtomicUsize::new(0);
+    let results: Mutex<Vec<Option<CaseResult>>> =
+        Mutex::new((0..work.len()).map(|_| None).collect());
+    let bochs_gate = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..jobs.max(1).min(work.len()) {
+            scope.spawn(|| loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(job) = work.get(index) else { break };
+                let result = run_case(job, out_dir, &bochs_gate);
+                done(&result);
+                if let Some(slot) = results
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_mut(index)
+                {
+                    *slot = Some(result);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap_or_else(|e| e.into_inner())
+        .into_iter()
+        .flatten()
+        .collect()
+}
+
+/// Lines of serial log shown under a failure.
+pub const TAIL_LINES: usize = 40;
+
+/// The failure report for one case: its name, every problem, and the end of its log.
+pub fn failure_report(result: &CaseResult) -> String {
+    let mut report = format!(
+        "---- {} FAILED ({:.1} s)\n",
+        result.name,
+        result.elapsed.as_secs_f64()
+    );
+    for p in &result.problems {
+        report.push_str(&format!("  - {p}\n"));
+    }
+    let tail = verdict::tail(&result.log, TAIL_LINES);
+    if tail.is_empty() {
+        report.push_str(&format!(
+            "  serial log {} is empty\n",
+            crate::paths::display(&result.log_path)
+        ));
+    } else {
+        report.push_str(&format!(
+            "  last {} lines of {}:\n",
+            tail.len(),
+            crate::paths::display(&result.log_path)
+        ));
+        for line in tail {
+            report.push_str(&format!("  | {line}\n"));
+        }
+    }
+    report
+}
