@@ -6,6 +6,7 @@ use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use super::guest::{CrashPolicy, Guest};
+use super::host::MachineHost;
 use super::storage::DiskImage;
 use crate::addr::{HostPhysAddr, LARGE_PAGE_SIZE};
 use crate::arch::x86_64::guest_ram::GuestRam;
@@ -14,6 +15,7 @@ use crate::arch::x86_64::{memory, smp, time};
 use crate::boot::BootInfo;
 use crate::devices::switch::{Switch, DEFAULT_INBOX_FRAMES};
 use crate::devices::virtio::blk::{Blk, BlkOptions};
+use crate::devices::virtio::console::{Console, ConsoleInput, ConsoleSink};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::net::Net;
 use crate::loader::{self, AcpiConfig, BootRequest, Format};
@@ -21,6 +23,7 @@ use crate::manifest::{self, GuestPlan, KernelFormat, MachineFacts, Plan};
 use crate::paging::{EptEntry, MapFlags, NptEntry, PageSize, PageTable, PagingError};
 use crate::println;
 use crate::virt::{Caps, EntryState};
+use crate::vmm::dispatch::Host;
 use crate::vmm::platform::GuestDevices;
 
 /// The module string of the manifest (`module2 /boot/… manifest`).
@@ -137,7 +140,16 @@ fn build_guest(
             .map_err(|e| e.to_string())?;
         slot += 1;
     }
-    let _ = index;
+    if g.console.virtio {
+        let name: &'static str = alloc::boxed::Box::leak(g.name.clone().into_boxed_str());
+        let mut host = MachineHost::new(name);
+        let sink: ConsoleSink = Box::new(move |line: &[u8]| host.console_line(line));
+        let console = Console::new(sink, ConsoleInput::new());
+        devices
+            .virtio
+            .attach(slot, Box::new(MmioTransport::new(console)))
+            .map_err(|e| e.to_string())?;
+    }
     let slots: Vec<u32> = devices.virtio.devices().map(|d| d.slot).collect();
     let mut cmdline = g.cmdline.clone();
     if !slots.is_empty() && !cmdline.contains("virtio=") {
