@@ -385,3 +385,34 @@ pub fn timer_stop() {
 pub fn timer_current_count() -> u32 {
     read(reg::TIMER_CURRENT)
 }
+
+/// Bound on timer reads while measuring, so a timer that does not count cannot hang the guest
+/// (each read exits to the hypervisor or emulator and takes well over 100 ns).
+const MAX_CALIBRATION_READS_PER_MS: u64 = 100_000;
+
+/// Measures the TSC rate against the timer, whose input clock is taken to run at `timer_hz`,
+/// over about `ms` milliseconds; `None` when the timer does not count. Enables the xAPIC if no
+/// mode was chosen yet. The timer's LVT stays masked, so no interrupt comes of it.
+pub fn calibrate_tsc_hz(timer_hz: u64, ms: u64) -> Option<u64> {
+    if mode().is_none() {
+        enable(Mode::XApic).ok()?;
+    }
+    let span = timer_hz / 1000 * ms.max(1);
+    write(reg::TIMER_DIVIDE, DIVIDE_BY_1);
+    write(reg::LVT_TIMER, LVT_MASKED);
+    write(reg::TIMER_INITIAL, u32::MAX);
+    let (start_count, start_tsc) = (timer_current_count(), crate::cpu::rdtsc());
+    let mut elapsed = 0;
+    for _ in 0..ms.max(1) * MAX_CALIBRATION_READS_PER_MS {
+        elapsed = u64::from(start_count.wrapping_sub(timer_current_count()));
+        if elapsed >= span {
+            break;
+        }
+    }
+    let ticks = crate::cpu::rdtsc().wrapping_sub(start_tsc);
+    write(reg::TIMER_INITIAL, 0);
+    if elapsed < span {
+        return None;
+    }
+    Some((u128::from(ticks) * u128::from(timer_hz) / u128::from(elapsed)) as u64)
+}
