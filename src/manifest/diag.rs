@@ -138,14 +138,15 @@ impl<'s> Sink<'s> {
     }
 
     /// Sorts the problems into source order (stable, so problems at one spot keep the order
-    /// they were found in) and converts every span to line:column.
+    /// they were found in) and converts every span to line:column in one walk over the text.
     pub(super) fn finish(mut self) -> Diagnostics {
         self.pending.sort_by_key(|(span, _, _)| span.start);
+        let mut cursor = Cursor::default();
         let items = self
             .pending
             .into_iter()
             .map(|(span, message, hint)| {
-                let (line, column) = line_column(self.source, span.start);
+                let (line, column) = cursor.advance_to(self.source, span.start);
                 Diagnostic {
                     line,
                     column,
@@ -158,21 +159,51 @@ impl<'s> Sink<'s> {
     }
 }
 
+/// A position in the text that only moves forward.
+struct Cursor {
+    offset: usize,
+    line: u32,
+    column: u32,
+}
+
+impl Default for Cursor {
+    fn default() -> Self {
+        Self {
+            offset: 0,
+            line: 1,
+            column: 1,
+        }
+    }
+}
+
+impl Cursor {
+    /// Moves to byte `target` (not past the end, not into a character) and says where it is.
+    fn advance_to(&mut self, source: &str, target: usize) -> (u32, u32) {
+        let base = self.offset;
+        let rest = source.get(base..).unwrap_or_default();
+        for (at, c) in rest.char_indices() {
+            let at = base + at;
+            if at + c.len_utf8() > target {
+                break;
+            }
+            self.step(at, c);
+        }
+        (self.line, self.column)
+    }
+
+    fn step(&mut self, at: usize, c: char) {
+        if c == '\n' {
+            self.line = self.line.saturating_add(1);
+            self.column = 1;
+        } else if !(at == 0 && c == BOM) {
+            self.column = self.column.saturating_add(1);
+        }
+        self.offset = at + c.len_utf8();
+    }
+}
+
 /// 1-based line and column of byte `offset` in `source`. Offsets past the end point just past
 /// the last character; an offset inside a character counts as that character.
 pub(super) fn line_column(source: &str, offset: usize) -> (u32, u32) {
-    let mut line: u32 = 1;
-    let mut column: u32 = 1;
-    for (at, c) in source.char_indices() {
-        if at + c.len_utf8() > offset {
-            break;
-        }
-        if c == '\n' {
-            line = line.saturating_add(1);
-            column = 1;
-        } else if !(at == 0 && c == BOM) {
-            column = column.saturating_add(1);
-        }
-    }
-    (line, column)
+    Cursor::default().advance_to(source, offset)
 }

@@ -105,12 +105,12 @@ pub(super) fn memory(sink: &mut Sink<'_>, value: &Value<'_>) -> Option<u64> {
     let text = match value.get_ref() {
         DeValue::String(s) => s.as_ref(),
         DeValue::Integer(i) => {
-            let hint = format!(
-                "quote it and add a unit: memory = \"{}M\" means {} MiB",
-                i.as_str(),
-                i.as_str()
-            );
-            wrong_type(sink, "memory", value, "a string like \"256M\"", Some(hint));
+            // A bare number is most likely MiB; say how to write that, whatever it meant.
+            let hint = i64::from_str_radix(i.as_str(), i.radix())
+                .ok()
+                .filter(|n| *n > 0)
+                .map(|n| format!("quote it and add a unit: memory = \"{n}M\" means {n} MiB"));
+            wrong_type(sink, "memory", value, "a string like \"256M\"", hint);
             return None;
         }
         _ => {

@@ -14,6 +14,8 @@
 mod cpus;
 mod diag;
 mod fields;
+#[doc(hidden)]
+pub mod fuzzing;
 mod mac;
 mod network;
 mod plan;

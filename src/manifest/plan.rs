@@ -39,6 +39,18 @@ pub enum LogLevel {
     Trace,
 }
 
+impl fmt::Display for LogLevel {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Error => "error",
+            Self::Warn => "warn",
+            Self::Info => "info",
+            Self::Debug => "debug",
+            Self::Trace => "trace",
+        })
+    }
+}
+
 impl LogLevel {
     /// The same level as the `log` crate's filter.
     pub fn to_level_filter(self) -> log::LevelFilter {
@@ -122,6 +134,16 @@ pub enum KernelFormat {
     Elf,
     /// Linux bzImage.
     Linux,
+}
+
+impl fmt::Display for KernelFormat {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Auto => "auto",
+            Self::Elf => "elf",
+            Self::Linux => "linux",
+        })
+    }
 }
 
 /// What happens when the guest crashes (triple fault, fatal exit).
@@ -208,7 +230,7 @@ impl fmt::Display for Plan {
         let cpus: usize = self.guests.iter().map(|g| g.cpus.len()).sum();
         writeln!(
             f,
-            "manifest version {}: {} guest(s) on {cpus} CPU(s) with {} of RAM, {} switch(es); log {:?}, escape {}",
+            "manifest version {}: {} guest(s) on {cpus} CPU(s) with {} of RAM, {} switch(es); log {}, escape {}",
             self.version,
             self.guests.len(),
             human(self.memory_bytes()),
@@ -217,13 +239,13 @@ impl fmt::Display for Plan {
             self.hypervisor.console.escape,
         )?;
         for g in &self.guests {
-            write!(f, "  guest {}: cpu", g.name)?;
+            write!(f, "  guest {}:", g.name)?;
             for (i, cpu) in g.cpus.iter().enumerate() {
-                write!(f, "{}{cpu}", if i == 0 { "" } else { "," })?;
+                write!(f, "{}cpu{cpu}", if i == 0 { " " } else { "+" })?;
             }
             write!(
                 f,
-                ", {}, kernel {} ({:?})",
+                ", {}, kernel {} ({})",
                 human(g.memory_bytes),
                 g.kernel,
                 g.format

@@ -1,6 +1,5 @@
 //! The manifests under tests/manifests, which the docs and boot scenarios use.
 
-use alloc::string::String;
 use alloc::vec;
 
 use super::super::{parse, CrashPolicy, KernelFormat, MacAddr, MachineFacts, SwitchPort};
@@ -92,5 +91,18 @@ manifest:18:12: error: `on_crash` must be one of \"stop\", \"restart\", not \"re
         assert_eq!(d.len(), 5);
         assert_eq!(alloc::format!("{d}"), expected);
     }
-    let _: String = String::new();
+}
+
+#[test]
+fn the_fuzz_oracle_holds_for_the_test_manifests_and_their_prefixes() {
+    for text in [EXAMPLE, MINIMAL, FIVE_MISTAKES] {
+        super::super::fuzzing::manifest(text.as_bytes());
+        // Every prefix is a manifest cut short somewhere: a mix of syntax and other errors.
+        for end in (0..text.len())
+            .step_by(7)
+            .filter(|&e| text.is_char_boundary(e))
+        {
+            super::super::fuzzing::manifest(&text.as_bytes()[..end]);
+        }
+    }
 }

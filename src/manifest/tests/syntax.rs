@@ -1,7 +1,5 @@
 //! TOML syntax errors, the version rule, non-UTF-8 bytes and the rendered form.
 
-use alloc::string::String;
-
 use super::super::{parse_bytes, MachineFacts};
 use super::{assert_at, assert_hint, errors, guest_with, one_error, CPUS, RAM};
 
@@ -85,5 +83,4 @@ fn rendering_is_one_line_per_error_with_an_indented_hint() {
         rendered.replace("boot/manifest.toml", "manifest")
     );
     assert_eq!(d.len(), 1);
-    let _: String = rendered;
 }

@@ -274,7 +274,7 @@ fn the_summary_names_every_guest_device_and_switch() {
         "{text}"
     );
     assert!(
-        text.contains("  guest a: cpu1, 2 MiB, kernel k (Auto), on crash stop\n"),
+        text.contains("  guest a: cpu1, 2 MiB, kernel k (auto), on crash stop\n"),
         "{text}"
     );
     assert!(
