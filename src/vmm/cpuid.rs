@@ -54,6 +54,8 @@ const L7_EBX_PQM: u32 = 1 << 12;
 const L7_EBX_PQE: u32 = 1 << 15;
 const L7_EBX_PT: u32 = 1 << 25;
 const L7_ECX_WAITPKG: u32 = 1 << 5;
+/// 5-level paging: the hypervisor's guest page walker (for decoding at RIP) handles 4 levels.
+const L7_ECX_LA57: u32 = 1 << 16;
 const L7_ECX_SGX_LC: u32 = 1 << 30;
 const L7_EDX_ARCH_CAPABILITIES: u32 = 1 << 29;
 const L7_EDX_CORE_CAPABILITIES: u32 = 1 << 30;
@@ -110,7 +112,7 @@ pub fn filter(
         5 | 6 | 0xA | 0x12 | 0x14 | 0x1B | 0x1C => return [0; 4],
         7 if subleaf == 0 => {
             b &= !(L7_EBX_SGX | L7_EBX_PQM | L7_EBX_PQE | L7_EBX_PT);
-            c &= !(L7_ECX_WAITPKG | L7_ECX_SGX_LC);
+            c &= !(L7_ECX_WAITPKG | L7_ECX_SGX_LC | L7_ECX_LA57);
             d &= !(L7_EDX_ARCH_CAPABILITIES | L7_EDX_CORE_CAPABILITIES);
         }
         // x2APIC topology: one thread per core, `count` cores.
