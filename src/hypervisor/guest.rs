@@ -14,6 +14,7 @@ use crate::arch::x86_64::guest_ram::GuestRam;
 use crate::arch::x86_64::{apic, cpu, memory, percpu, time};
 use crate::println;
 use crate::virt::svm::SvmVcpu;
+use crate::virt::vmx;
 use crate::virt::{Caps, EntryState, Vcpu};
 use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
 use crate::vmm::interrupts;
@@ -156,7 +157,8 @@ fn run_until_stopped(guest: &Guest, caps: &Caps) -> Result<(), String> {
             guest,
             SvmVcpu::new(svm, guest.nested_root, guest.asid).map_err(|e| alloc::format!("{e}"))?,
         ),
-        Caps::Vmx(_) => Err(String::from("Intel VT-x guests are not supported yet")),
+        Caps::Vmx(_) => vmx::with_vcpu(guest.nested_root, guest.asid, |v| run_vcpu(guest, v))
+            .map_err(|e| alloc::format!("{e}"))?,
     }
 }
 

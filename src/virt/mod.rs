@@ -3,7 +3,7 @@
 //! The seam's types (this file) are pure and build on the host, so the VMM's exit dispatch can be
 //! tested against a fake vCPU; the vendor back ends exist only in the bare-metal build.
 //!
-//! [`caps`] finds out what the CPU offers; `svm` (and later `vmx`) implement [`Vcpu`] for their
+//! [`caps`] finds out what the CPU offers; `svm` and `vmx` implement [`Vcpu`] for their
 //! vendor. Everything above this module (the VMM's exit dispatch, devices, lifecycle) sees only
 //! [`Vcpu`], [`VmExit`] and [`GuestRegs`], so it never knows which vendor it runs on.
 
@@ -11,6 +11,7 @@
 pub mod caps;
 #[cfg(target_os = "none")]
 pub mod svm;
+pub mod vmx;
 
 #[cfg(target_os = "none")]
 pub use caps::{probe, Caps, VirtError};
