@@ -72,7 +72,8 @@ fn split_file(argv: Vec<String>) -> Result<(PathBuf, Vec<String>), String> {
             return Err(format!("one manifest at a time (also got `{word}`)"));
         }
     }
-    let file = file.ok_or("usage: cargo xtask check FILE [--cpus N] [--ram SIZE] [--skip-modules]")?;
+    let file =
+        file.ok_or("usage: cargo xtask check FILE [--cpus N] [--ram SIZE] [--skip-modules]")?;
     Ok((file, rest))
 }
 

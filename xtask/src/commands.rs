@@ -33,9 +33,12 @@ pub fn build(argv: Vec<String>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The manifest to pack: `--manifest` (relative to the current directory), else
-/// tests/manifests/default.toml when it exists.
+/// The manifest to pack: `--manifest` (relative to the current directory), none with
+/// `--no-manifest`, else tests/manifests/default.toml when it exists.
 fn manifest_arg(parsed: &Parsed) -> Result<Option<PathBuf>, String> {
+    if parsed.flag("no-manifest") {
+        return Ok(None);
+    }
     match parsed.value("manifest") {
         Some(path) => {
             let path = PathBuf::from(path);
@@ -52,13 +55,23 @@ fn manifest_arg(parsed: &Parsed) -> Result<Option<PathBuf>, String> {
 /// Builds the hypervisor and an ISO with the command line and manifest from `parsed`.
 fn build_iso(parsed: &Parsed, out: &Path) -> Result<(), String> {
     let elf = cargo::build_kernel()?;
-    cargo::build_guests()?;
     let manifest = manifest_arg(parsed)?;
+    if manifest.is_some() {
+        // Manifests name test guests; build them first so the images are fresh.
+        cargo::build_guests()?;
+    }
     let cmdline = parsed.value("cmdline").unwrap_or(DEFAULT_CMDLINE);
-    let spec = IsoSpec::new(elf, cmdline, manifest.as_deref());
+    let (spec, warnings) = IsoSpec::new(elf, cmdline, manifest.as_deref())?;
+    for w in warnings {
+        println!("xtask: warning: {w}");
+    }
     iso::build(&spec, out)?;
     let with = match &manifest {
-        Some(m) => format!(", manifest {}", m.display()),
+        Some(m) => format!(
+            ", manifest {} with {} images",
+            m.display(),
+            spec.modules.len() - 1
+        ),
         None => String::new(),
     };
     println!(
@@ -72,7 +85,7 @@ pub fn iso(argv: Vec<String>) -> Result<ExitCode, String> {
     let parsed = args::parse(
         argv,
         &Spec {
-            flags: &[],
+            flags: &["no-manifest"],
             options: &["cmdline", "manifest", "out"],
         },
     )?;
@@ -85,7 +98,7 @@ pub fn iso(argv: Vec<String>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
-const MACHINE_FLAGS: &[&str] = &["bochs", "uefi"];
+const MACHINE_FLAGS: &[&str] = &["bochs", "uefi", "no-manifest"];
 const MACHINE_OPTIONS: &[&str] = &["accel", "cpu", "smp", "mem", "cmdline", "manifest"];
 
 /// The machine described by `run`/`gdb` options.
@@ -219,6 +232,9 @@ fn run_bochs(machine: &Machine, iso_path: &Path, work: &Path) -> Result<ExitCode
         if let Some(status) = exited {
             let log = std::fs::read_to_string(&serial_log).unwrap_or_default();
             let ok = log.lines().any(|l| l.starts_with("BULKHEAD EXIT ok"));
+            if !log.is_empty() && !log.ends_with('\n') {
+                println!();
+            }
             println!("xtask: Bochs exited ({status})");
             return Ok(if ok {
                 ExitCode::SUCCESS
@@ -249,7 +265,7 @@ pub fn gdb(argv: Vec<String>) -> Result<ExitCode, String> {
     let parsed = args::parse(
         argv,
         &Spec {
-            flags: &["uefi", "no-gdb"],
+            flags: &["uefi", "no-gdb", "no-manifest"],
             options: &["smp", "mem", "cmdline", "manifest"],
         },
     )?;

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::paths;
+use crate::{pack, paths};
 
 /// A file GRUB loads as a multiboot2 module, and the string the hypervisor sees for it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -22,21 +22,23 @@ pub struct IsoSpec {
 }
 
 impl IsoSpec {
-    /// A spec whose only module (if any) is `manifest`, loaded with the string `manifest`.
-    /// The manifest's own images are not packed yet: that needs the manifest parser.
-    pub fn new(kernel: PathBuf, cmdline: &str, manifest: Option<&Path>) -> Self {
-        let modules = manifest
-            .map(|m| Module {
-                host_path: m.to_path_buf(),
-                string: "manifest".to_owned(),
-            })
-            .into_iter()
-            .collect();
-        Self {
+    /// The hypervisor with `cmdline`, plus the manifest and the images it names when there is
+    /// one. Also returns warnings about what could not be packed.
+    pub fn new(
+        kernel: PathBuf,
+        cmdline: &str,
+        manifest: Option<&Path>,
+    ) -> Result<(Self, Vec<String>), String> {
+        let (modules, warnings) = match manifest {
+            Some(m) => pack::manifest_modules(m)?,
+            None => (Vec::new(), Vec::new()),
+        };
+        let spec = Self {
             kernel,
             cmdline: cmdline.to_owned(),
             modules,
-        }
+        };
+        Ok((spec, warnings))
     }
 }
 
@@ -72,12 +74,6 @@ pub fn grub_cfg(template: &str, spec: &IsoSpec) -> Result<String, String> {
         .collect::<Result<Vec<_>, _>>()?;
     let mut modules = String::new();
     for (index, module) in spec.modules.iter().enumerate() {
-        if module.string.split_whitespace().count() != 1 {
-            return Err(format!(
-                "module string `{}` must be one word",
-                module.string
-            ));
-        }
         let string = grub_word(&module.string, "module string")?;
         modules.push_str(&format!("    module2 /boot/modules/{index} {string}\n"));
     }
@@ -202,7 +198,8 @@ mod tests {
         let cfg = grub_cfg(TEMPLATE, &spec("a=$x b;c", &[])).unwrap();
         assert!(cfg.contains("multiboot2 /boot/bulkhead 'a=$x' 'b;c'"));
         assert!(grub_cfg(TEMPLATE, &spec("it's", &[])).is_err());
-        assert!(grub_cfg(TEMPLATE, &spec("", &["two words"])).is_err());
+        let cfg = grub_cfg(TEMPLATE, &spec("", &["my disk.img"])).unwrap();
+        assert!(cfg.contains("module2 /boot/modules/0 'my disk.img'\n"));
     }
 
     #[test]

@@ -4,9 +4,11 @@
 mod args;
 mod bochs;
 mod cargo;
+mod check;
 mod commands;
 mod iso;
 mod machine;
+mod pack;
 mod paths;
 mod qemu;
 mod runner;
@@ -22,17 +24,21 @@ usage: cargo xtask <command> [options]
 
 commands:
   build                      build the hypervisor (and tests/guests if present)
-  iso   [--cmdline S] [--manifest FILE] [--out PATH]
+  iso   [--cmdline S] [--manifest FILE | --no-manifest] [--out PATH]
                              make a GRUB rescue ISO (BIOS and UEFI)
   run   [--accel tcg|kvm] [--bochs] [--cpu vmx|svm] [--uefi] [--smp N] [--mem SIZE]
-        [--cmdline S] [--manifest FILE]
+        [--cmdline S] [--manifest FILE | --no-manifest]
                              build, make the ISO and boot it with serial on this terminal
   test  [--filter S] [--long] [--jobs N] [--skip-host] [--list]
                              host unit tests, then the boot scenarios in tests/scenarios
-  gdb   [--uefi] [--smp N] [--mem SIZE] [--cmdline S] [--manifest FILE] [--no-gdb]
+  gdb   [--uefi] [--smp N] [--mem SIZE] [--cmdline S] [--manifest FILE | --no-manifest]
+        [--no-gdb]
                              boot QEMU halted with a gdb stub on :1234 and attach gdb
+  check FILE [--cpus N] [--ram SIZE] [--skip-modules]
+                             validate a manifest as the hypervisor would (see docs/MANIFEST.md)
 
 SIZE is a number with an optional K/M/G suffix (default MiB), e.g. 128M or 2G.
+The manifest defaults to tests/manifests/default.toml; the command line to `log=info`.
 See docs/TESTING.md.";
 
 fn main() -> ExitCode {
@@ -52,6 +58,7 @@ fn main() -> ExitCode {
         "run" => commands::run(argv),
         "gdb" => commands::gdb(argv),
         "test" => test_cmd::test(argv),
+        "check" => check::check(argv),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     };
     match result {

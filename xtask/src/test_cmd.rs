@@ -129,15 +129,18 @@ fn build_isos(kernel: &Path, cases: Vec<Case>, out_dir: &Path) -> Result<Vec<Job
     let mut built: HashMap<IsoSpec, PathBuf> = HashMap::new();
     let mut work = Vec::new();
     for case in cases {
-        let spec = IsoSpec::new(
+        let (spec, warnings) = IsoSpec::new(
             kernel.to_path_buf(),
             &case.cmdline,
             case.manifest.as_deref(),
-        );
+        )?;
         let iso_path = match built.get(&spec) {
             Some(p) => p.clone(),
             None => {
                 let p = out_dir.join(format!("iso-{}.iso", built.len()));
+                for w in warnings {
+                    println!("xtask: warning: {w}");
+                }
                 iso::build(&spec, &p)?;
                 println!(
                     "xtask: {} <- cmdline `{}`{}",
@@ -145,7 +148,11 @@ fn build_isos(kernel: &Path, cases: Vec<Case>, out_dir: &Path) -> Result<Vec<Job
                     spec.cmdline,
                     spec.modules
                         .first()
-                        .map(|m| format!(", manifest {}", paths::display(&m.host_path)))
+                        .map(|m| format!(
+                            ", manifest {} with {} images",
+                            paths::display(&m.host_path),
+                            spec.modules.len() - 1
+                        ))
                         .unwrap_or_default()
                 );
                 built.insert(spec, p.clone());
@@ -202,7 +209,13 @@ fn run_scenarios(
     sys::ensure(&needs(&cases))?;
     let t = Instant::now();
     println!("==== building the hypervisor and test guests");
-    let built = cargo::build_kernel().and_then(|k| cargo::build_guests().map(|_| k));
+    let any_manifest = cases.iter().any(|c| c.manifest.is_some());
+    let built = cargo::build_kernel().and_then(|kernel| {
+        if any_manifest {
+            cargo::build_guests()?;
+        }
+        Ok(kernel)
+    });
     let kernel = match built {
         Ok(k) => k,
         Err(e) => {
