@@ -17,6 +17,44 @@ pub use guest::{CrashPolicy, Guest, State};
 
 static GUESTS_RUNNING: AtomicUsize = AtomicUsize::new(0);
 
+/// A block of hypervisor memory filled with a known pattern before guests start and checked
+/// when they have all stopped: a guest that reached hypervisor memory would likely trample it.
+static CANARY: spin::Once<spin::Mutex<&'static mut [u8]>> = spin::Once::new();
+const CANARY_BYTES: u64 = 256 << 10;
+
+fn canary_byte(i: usize) -> u8 {
+    (i as u32).wrapping_mul(0x9E37_79B1).rotate_left(7) as u8 ^ 0xA5
+}
+
+fn plant_canary() {
+    match memory::alloc_owned_bytes(CANARY_BYTES) {
+        Ok(bytes) => {
+            for (i, b) in bytes.iter_mut().enumerate() {
+                *b = canary_byte(i);
+            }
+            CANARY.call_once(|| spin::Mutex::new(bytes));
+        }
+        Err(e) => log::warn!("no memory for the hypervisor canary: {e}"),
+    }
+}
+
+fn check_canary() {
+    if let Some(c) = CANARY.get() {
+        let bytes = c.lock();
+        match bytes
+            .iter()
+            .enumerate()
+            .find(|(i, b)| **b != canary_byte(*i))
+        {
+            None => crate::println!("PASS hypervisor-canary ({} KiB intact)", bytes.len() >> 10),
+            Some((i, b)) => crate::println!(
+                "FAIL hypervisor-canary: byte {i} is {b:#04x}, expected {:#04x}",
+                canary_byte(i)
+            ),
+        }
+    }
+}
+
 /// Runs on the boot CPU after every CPU is online.
 pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
     let guests = match setup::build_guests(info, &caps) {
@@ -37,6 +75,7 @@ pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
         }
         idle();
     }
+    plant_canary();
     GUESTS_RUNNING.store(guests.len(), Ordering::Release);
     let test = args.test;
     let all: Arc<Vec<Arc<Guest>>> = Arc::new(guests);
@@ -79,6 +118,7 @@ fn guest_finished(all: &[Arc<Guest>], test: bool) {
             g.restarts.load(Ordering::Acquire)
         );
     }
+    check_canary();
     log::info!(
         "all guests stopped; {} MiB free, {} free frames",
         memory::free_bytes() >> 20,
