@@ -79,22 +79,20 @@ pub fn bochsrc(boot: &Boot) -> Result<String, String> {
     ))
 }
 
-/// Writes `<work>.bochsrc` and `<work>.rc` next to `work` and returns the Bochs command.
-/// Its standard input is closed, so the debugger quits if the script runs out.
-pub fn command(boot: &Boot, work: &Path) -> Result<Command, String> {
-    let rc_file = work.with_extension("bochsrc");
-    let script = work.with_extension("rc");
-    std::fs::write(&rc_file, bochsrc(boot)?)
+/// Writes the configuration to `rc_file` and the debugger script to `script`, and returns the
+/// Bochs command. Its standard input is closed, so the debugger quits if the script runs out.
+pub fn command(boot: &Boot, rc_file: &Path, script: &Path) -> Result<Command, String> {
+    std::fs::write(rc_file, bochsrc(boot)?)
         .map_err(|e| format!("writing {}: {e}", rc_file.display()))?;
-    std::fs::write(&script, DEBUGGER_SCRIPT)
+    std::fs::write(script, DEBUGGER_SCRIPT)
         .map_err(|e| format!("writing {}: {e}", script.display()))?;
     let mut command = Command::new("bochs");
     command
         .arg("-q")
         .arg("-f")
-        .arg(&rc_file)
+        .arg(rc_file)
         .arg("-rc")
-        .arg(&script)
+        .arg(script)
         .stdin(Stdio::null());
     Ok(command)
 }

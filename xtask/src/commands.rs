@@ -209,7 +209,8 @@ fn run_bochs(machine: &Machine, iso_path: &Path, work: &Path) -> Result<ExitCode
             serial_log: &serial_log,
             bochs_log: &bochs_log,
         },
-        &work.join("run"),
+        &work.join("run.bochsrc"),
+        &work.join("run.rc"),
     )?;
     let out_path = work.join("run.bochs-out.log");
     let out = std::fs::File::create(&out_path)

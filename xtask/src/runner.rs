@@ -39,22 +39,26 @@ impl CaseResult {
     }
 }
 
-/// Files a case writes in the output directory, all named after it.
+/// Files a case writes in the output directory, all named `<case>.<what>`.
 struct CaseFiles {
+    out_dir: PathBuf,
+    name: String,
     serial_log: PathBuf,
-    /// The emulator's own stdout and stderr.
-    emulator_log: PathBuf,
-    /// Prefix for generated files (`.bochsrc`, `.rc`, `.vars.fd`, `.bochs.log`).
-    stem: PathBuf,
 }
 
 impl CaseFiles {
     fn new(out_dir: &Path, name: &str) -> Self {
         Self {
+            out_dir: out_dir.to_path_buf(),
+            name: name.to_owned(),
             serial_log: out_dir.join(format!("{name}.log")),
-            emulator_log: out_dir.join(format!("{name}.emu.log")),
-            stem: out_dir.join(format!("{name}.case")),
         }
+    }
+
+    /// `<case>.<what>`: `emu.log` (the emulator's stdout and stderr), `bochsrc`, `rc`,
+    /// `bochs.log`, `vars.fd`.
+    fn file(&self, what: &str) -> PathBuf {
+        self.out_dir.join(format!("{}.{what}", self.name))
     }
 }
 
@@ -68,9 +72,7 @@ fn spawn(
     let mut command: Command = match case.machine.emulator {
         Emulator::Qemu => {
             let vars = match case.machine.firmware {
-                Firmware::Uefi => {
-                    Some(qemu::copy_ovmf_vars(&files.stem.with_extension("vars.fd"))?)
-                }
+                Firmware::Uefi => Some(qemu::copy_ovmf_vars(&files.file("vars.fd"))?),
                 Firmware::Bios => None,
             };
             qemu::command(&qemu::Boot {
@@ -82,15 +84,15 @@ fn spawn(
             })?
         }
         Emulator::Bochs => {
-            let bochs_log = files.stem.with_extension("bochs.log");
             let command = bochs::command(
                 &bochs::Boot {
                     machine: &case.machine,
                     iso,
                     serial_log: &files.serial_log,
-                    bochs_log: &bochs_log,
+                    bochs_log: &files.file("bochs.log"),
                 },
-                &files.stem,
+                &files.file("bochsrc"),
+                &files.file("rc"),
             )?;
             // Hold the gate while starting so the next Bochs waits its turn.
             let mut last = bochs_gate.lock().unwrap_or_else(|e| e.into_inner());
@@ -101,8 +103,9 @@ fn spawn(
             command
         }
     };
-    let out = File::create(&files.emulator_log)
-        .map_err(|e| format!("creating {}: {e}", files.emulator_log.display()))?;
+    let emulator_log = files.file("emu.log");
+    let out = File::create(&emulator_log)
+        .map_err(|e| format!("creating {}: {e}", emulator_log.display()))?;
     let err = out
         .try_clone()
         .map_err(|e| format!("duplicating a file handle: {e}"))?;
