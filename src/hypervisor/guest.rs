@@ -243,9 +243,10 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
                                 restart(guest, &mut vcpu, &mut st)?;
                                 let free = memory::free_frames();
                                 println!("RESTART {} {n}/{limit} free-frames {free}", guest.name);
-                                // A restart allocates nothing: the free-frame count must not move.
+                                // A restart allocates nothing, so free frames never drop below what
+                                // the first restart left (they may rise as other guests stop).
                                 let first = *guest.frames_after_restart.call_once(|| free);
-                                if free != first {
+                                if free < first {
                                     println!("FAIL restart-leak {}: {} frames after restart {n}, {first} after the first", guest.name, free);
                                 } else if n == limit {
                                     println!("PASS restart-no-leak {} {n} restarts, {free} free frames each time", guest.name);

@@ -27,6 +27,7 @@ pub fn finish(ok: bool, reason: &str) -> ! {
     } else {
         println!("BULKHEAD EXIT fail: {reason}");
     }
+    serial::flush();
     if TEST_MODE.load(Ordering::Relaxed) {
         // SAFETY: port 0xF4 is QEMU's debug-exit device in test runs (absent elsewhere, where
         // the write goes nowhere); `xchg bx, bx` is a no-op outside Bochs.

@@ -9,6 +9,7 @@ use core::fmt::{self, Write};
 use log::{Level, LevelFilter, Log, Metadata, Record};
 use spin::Mutex;
 use uart_16550::backend::PioBackend;
+use uart_16550::spec::registers::LSR;
 use uart_16550::{BaudRate, Config, Uart16550};
 
 type SerialPort = Uart16550<PioBackend>;
@@ -66,6 +67,20 @@ pub fn write_bytes(bytes: &[u8]) {
     let mut guard = PORT.lock();
     if let Some(port) = guard.as_mut() {
         port.send_bytes_exact(bytes);
+    }
+}
+
+/// Waits (boundedly) until every byte written has left the UART, so output is not cut off when
+/// the machine stops right after (Bochs ends at the magic breakpoint with the FIFO still full).
+pub fn flush() {
+    const MAX_POLLS: u32 = 1_000_000;
+    if let Some(port) = PORT.lock().as_mut() {
+        for _ in 0..MAX_POLLS {
+            if port.lsr().contains(LSR::TRANSMITTER_EMPTY) {
+                break;
+            }
+            core::hint::spin_loop();
+        }
     }
 }
 
