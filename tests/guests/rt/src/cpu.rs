@@ -289,3 +289,34 @@ pub fn halt_forever() -> ! {
         unsafe { asm!("cli", "hlt", options(nomem, nostack)) };
     }
 }
+
+/// CPUID leaf 1 EDX bit 12: MTRRs.
+const LEAF1_EDX_MTRR: u32 = 1 << 12;
+/// IA32_MTRR_DEF_TYPE (Intel SDM vol.3 §12.11.2.1): default type in bits 7:0, enable bit 11.
+pub const MSR_MTRR_DEF_TYPE: u32 = 0x2FF;
+const MTRR_ENABLE: u64 = 1 << 11;
+const MTRR_TYPE_WRITE_BACK: u64 = 6;
+
+/// Makes write-back the default memory type when the MTRRs are off. A PVH loader without
+/// firmware (QEMU's microvm) leaves them off, so all memory is uncacheable under KVM and RAM
+/// runs at device speed. Device windows stay uncacheable through the page tables (PCD|PWT).
+/// Returns the previous IA32_MTRR_DEF_TYPE when it changed it.
+pub fn enable_write_back_default() -> Option<u64> {
+    if cpuid(1, 0).edx & LEAF1_EDX_MTRR == 0 {
+        return None;
+    }
+    crate::fault::catch(|| {
+        // SAFETY: the MSR exists (CPUID above); a #GP is caught.
+        let old = unsafe { rdmsr(MSR_MTRR_DEF_TYPE) };
+        if old & MTRR_ENABLE != 0 {
+            return None;
+        }
+        // SAFETY: write-back by default is what firmware sets up for RAM; MMIO is mapped
+        // uncacheable by the page tables, whose PCD|PWT wins over a write-back MTRR.
+        unsafe { wrmsr(MSR_MTRR_DEF_TYPE, MTRR_ENABLE | MTRR_TYPE_WRITE_BACK) };
+        flush_tlb();
+        Some(old)
+    })
+    .ok()
+    .flatten()
+}

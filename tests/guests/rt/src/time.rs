@@ -70,3 +70,20 @@ pub fn ticks_to_us(ticks: u64, hz: u64) -> u64 {
 pub fn us_to_ticks(us: u64, hz: u64) -> u64 {
     (u128::from(us) * u128::from(hz) / 1_000_000) as u64
 }
+
+/// Spins until `done()` holds or about `timeout_us` passed by the TSC (at [`tsc_rate`], or an
+/// assumed 3 GHz when unknown); returns whether `done()` held. Interrupts stay as they are.
+pub fn wait_until(timeout_us: u64, done: impl Fn() -> bool) -> bool {
+    let hz = tsc_rate().map_or(FALLBACK_TSC_HZ, |(hz, _)| hz);
+    let limit = us_to_ticks(timeout_us, hz);
+    let start = rdtsc();
+    loop {
+        if done() {
+            return true;
+        }
+        if rdtsc().wrapping_sub(start) > limit {
+            return done();
+        }
+        core::hint::spin_loop();
+    }
+}
