@@ -139,13 +139,17 @@ pub(crate) fn check_init_sipi(checks: &mut Checks) {
 fn xapic_read(base: u64, reg: u64) -> u32 {
     let v: u32;
     // SAFETY: the xAPIC page below 4 GiB is identity-mapped uncacheable by the boot stub.
-    unsafe { core::arch::asm!("mov {0:e}, [{1}]", out(reg) v, in(reg) base + reg, options(nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov {0:e}, [{1}]", out(reg) v, in(reg) base + reg, options(nostack, preserves_flags))
+    };
     v
 }
 
 fn xapic_write(base: u64, reg: u64, value: u32) {
     // SAFETY: as for xapic_read; writes only program this CPU's local APIC.
-    unsafe { core::arch::asm!("mov [{0}], {1:e}", in(reg) base + reg, in(reg) value, options(nostack, preserves_flags)) };
+    unsafe {
+        core::arch::asm!("mov [{0}], {1:e}", in(reg) base + reg, in(reg) value, options(nostack, preserves_flags))
+    };
 }
 
 pub(crate) fn check_resets(checks: &mut Checks) {
