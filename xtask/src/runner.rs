@@ -128,10 +128,16 @@ fn wait(child: &mut Child, timeout: Duration) -> Outcome {
                 }
             }
             Ok(None) if start.elapsed() < timeout => std::thread::sleep(POLL_INTERVAL),
-            Ok(None) | Err(_) => {
+            Ok(None) => {
                 let _ = child.kill();
                 let _ = child.wait();
                 return Outcome::TimedOut(timeout);
+            }
+            // Cannot happen for a child we own; treat it like an unexplained death.
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Outcome::Exited { code: None };
             }
         }
     }
@@ -141,8 +147,8 @@ fn run_case(job: &Job, out_dir: &Path, bochs_gate: &Mutex<Option<Instant>>) -> C
     let case = &job.case;
     let files = CaseFiles::new(out_dir, &case.name);
     let start = Instant::now();
-    let problems = match spawn(case, &job.iso, &files, bochs_gate) {
-        Err(why) => vec![Problem::NotStarted(why)],
+    let (problems, log) = match spawn(case, &job.iso, &files, bochs_gate) {
+        Err(why) => (vec![Problem::NotStarted(why)], String::new()),
         Ok(mut child) => {
             let outcome = wait(&mut child, case.timeout);
             let log = read_log(&files.serial_log);
@@ -152,14 +158,14 @@ fn run_case(job: &Job, out_dir: &Path, bochs_gate: &Mutex<Option<Instant>>) -> C
                 forbid: &case.forbid,
                 end: case.end,
             };
-            verdict::judge(&rules, &log, &outcome)
+            (verdict::judge(&rules, &log, &outcome), log)
         }
     };
     CaseResult {
         name: case.name.clone(),
         problems,
         elapsed: start.elapsed(),
-        log: read_log(&files.serial_log),
+        log,
         log_path: files.serial_log,
     }
 }
