@@ -1,6 +1,7 @@
 //! virtio-mmio register windows (virtio 1.2 §4.2.2): finding one for a device type, from
-//! `virtio=ADDR[@GSI][,ADDR[@GSI]...]` on the command line or by scanning where Bulkhead and
-//! QEMU's `microvm` put them, and reading or writing its registers.
+//! `virtio=ADDR[@GSI][:NAME][,...]` on the command line (Bulkhead appends such a list, e.g.
+//! `virtio=0xd0000000@16:virtio-blk`; the name is informational) or by scanning where Bulkhead
+//! and QEMU's `microvm` put them, and reading or writing its registers.
 
 use core::fmt;
 use core::ptr::NonNull;
@@ -96,7 +97,7 @@ impl fmt::Display for FindError<'_> {
         match self {
             Self::Malformed { word } => write!(
                 f,
-                "command line virtio={word:?}: expected ADDR or ADDR@GSI (decimal or 0x-hex)"
+                "command line virtio={word:?}: expected ADDR[@GSI][:NAME] (decimal or 0x-hex)"
             ),
             Self::OutsideHole { base } => write!(
                 f,
@@ -183,7 +184,10 @@ pub fn default_gsi(base: u64) -> Option<u32> {
 }
 
 fn parse_word(word: &str) -> Result<Window, FindError<'_>> {
-    let (addr, gsi) = match word.split_once('@') {
+    let location = word
+        .split_once(':')
+        .map_or(word, |(location, _name)| location);
+    let (addr, gsi) = match location.split_once('@') {
         Some((addr, gsi)) => (addr, Some(gsi)),
         None => (word, None),
     };

@@ -1,9 +1,11 @@
 //! The exchange between two guests: a HELLO handshake (each repeats HELLO until it hears the
 //! peer, then says so in its HELLOs, so neither sends data before the other is listening), K
 //! unicast and K broadcast DATA frames each way with every received frame checked, then DONE.
-//! Every phase ends by deadline, so a missing peer fails the checks instead of hanging.
+//! Every phase ends by deadline, so a missing peer fails the checks instead of hanging, and
+//! every HLT is bounded by a back-stop timer.
 
-use guest_rt::cpu::rdtsc;
+use guest_rt::apic;
+use guest_rt::cpu::{hlt, rdtsc};
 
 use crate::frame::{self, Frame, FrameError, Kind, Mac, BROADCAST, FLAG_SET};
 use crate::port::{Port, PortError};
@@ -26,6 +28,24 @@ pub(crate) struct Config {
     pub tsc_hz: u64,
     /// Handshake and data must be done by then.
     pub timeout_ms: u64,
+    /// With interrupts on: APIC timer count of the back-stop that bounds each HLT while
+    /// waiting (0: poll instead of halting).
+    pub idle_timer_count: u32,
+}
+
+/// The vector of the idle back-stop timer (only counted: the runtime EOIs it).
+pub(crate) const IDLE_VECTOR: u8 = 0x52;
+
+/// Waits a little for something to arrive: with interrupts on, HLT until the device's
+/// interrupt (or the back-stop timer) wakes the CPU, as an interrupt-driven driver does;
+/// otherwise a spin-loop hint, as a polling driver does.
+fn idle(cfg: &Config) {
+    if cfg.idle_timer_count == 0 {
+        core::hint::spin_loop();
+        return;
+    }
+    apic::timer_oneshot(IDLE_VECTOR, cfg.idle_timer_count);
+    hlt();
 }
 
 impl Config {
@@ -201,7 +221,7 @@ pub(crate) fn run(port: &mut Port, cfg: &Config, tally: &mut Tally) -> Result<Ou
             last_hello = Some(rdtsc());
         }
         poll(port, cfg, tally)?;
-        core::hint::spin_loop();
+        idle(cfg);
     }
     outcome.is_handshake_done = true;
     tally.is_answering = true;
@@ -216,7 +236,9 @@ pub(crate) fn run(port: &mut Port, cfg: &Config, tally: &mut Tally) -> Result<Ou
     }
     while !tally.has_all(cfg) && !is_late() {
         poll(port, cfg, tally)?;
-        core::hint::spin_loop();
+        if !tally.has_all(cfg) {
+            idle(cfg);
+        }
     }
     if tally.has_all(cfg) {
         let done_start = rdtsc();
@@ -227,6 +249,9 @@ pub(crate) fn run(port: &mut Port, cfg: &Config, tally: &mut Tally) -> Result<Ou
                 last_done = Some(rdtsc());
             }
             poll(port, cfg, tally)?;
+            if !tally.peer_done {
+                idle(cfg);
+            }
         }
         // One last DONE, in case the peer's arrived before it had heard ours.
         send(port, cfg, Kind::Done, cfg.peer, 0, 0)?;
@@ -253,7 +278,7 @@ pub(crate) fn run_isolated(
     let start = rdtsc();
     while rdtsc().wrapping_sub(start) < cfg.ms_to_tsc(listen_ms) {
         port.poll(|bytes| tally.record(cfg, bytes))?;
-        core::hint::spin_loop();
+        idle(cfg);
     }
     Ok(outcome)
 }

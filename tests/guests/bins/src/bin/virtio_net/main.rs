@@ -4,6 +4,10 @@
 //! once, addressed right, with intact payloads (sequence numbers, lengths, data, checksum). With
 //! `isolated=1` it is on another switch than the peer and must receive nothing at all.
 //!
+//! With `irq=1` the device's interrupt is routed through the I/O APIC and the guest waits for
+//! frames in HLT (bounded by a 10 ms APIC timer back-stop), as an interrupt-driven driver does;
+//! without it the guest polls the used ring, as a busy-polling driver does.
+//!
 //! Command line: `role=a|b`, `peer=MAC`, `count=K` (default 32, at most 256), `isolated=1`,
 //! `irq=1`, `mac=MAC` (expected own address), `timeout_ms=N` (default 30000), `listen_ms=N`
 //! (isolated, default 2000), `virtio=ADDR[@GSI]`.
@@ -29,6 +33,8 @@ use crate::port::{Net, Port};
 guest_rt::guest!("virtio-net", main);
 
 const NET_VECTOR: u8 = 0x51;
+/// With `irq=1`, the longest HLT while waiting for a frame.
+const IDLE_BACKSTOP_US: u64 = 10_000;
 /// Stand-in peer for an isolated guest given no `peer=`.
 const NOBODY: Mac = [0x52, 0x54, 0x00, 0xFF, 0xFF, 0xFE];
 const F_VERSION_1: u64 = 1 << 32;
@@ -196,6 +202,7 @@ fn main(info: &'static StartInfo) -> ! {
         count: count as u32,
         tsc_hz,
         timeout_ms: number(&args, "timeout_ms", 30_000),
+        idle_timer_count: 0,
     };
     println!(
         "virtio-net: role {}, peer {}, {} frames each way{}",
@@ -208,6 +215,15 @@ fn main(info: &'static StartInfo) -> ! {
         .then(|| route_irq(&mut checks, &w))
         .flatten();
     let irqs_before = irq.map_or(0, |i| i.count());
+    let timer_hz = apic::timer_hz().unwrap_or(time::QEMU_APIC_TIMER_HZ);
+    let cfg = Config {
+        idle_timer_count: if irq.is_some() {
+            u32::try_from(time::us_to_ticks(IDLE_BACKSTOP_US, timer_hz)).unwrap_or(u32::MAX)
+        } else {
+            0
+        },
+        ..cfg
+    };
     let mut tally = Tally::default();
     if irq.is_some() {
         sti();
@@ -223,6 +239,7 @@ fn main(info: &'static StartInfo) -> ! {
         exchange::run(&mut port, &cfg, &mut tally)
     };
     cli();
+    apic::timer_stop();
     let outcome = result.unwrap_or_else(|err| fail_setup(err));
     println!(
         "virtio-net: sent {} frames, received {}",
