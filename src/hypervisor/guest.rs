@@ -3,21 +3,22 @@
 
 use alloc::boxed::Box;
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 
 use spin::Mutex;
 
 use super::host::MachineHost;
 use crate::addr::HostPhysAddr;
 use crate::arch::x86_64::guest_ram::GuestRam;
-use crate::arch::x86_64::{apic, cpu, memory, percpu, time};
+use crate::arch::x86_64::{apic, cpu, memory, percpu, smp, time};
 use crate::println;
 use crate::virt::svm::SvmVcpu;
 use crate::virt::vmx;
-use crate::virt::{Caps, EntryState, Vcpu};
+use crate::virt::{Caps, EntryState, Segment, Vcpu};
 use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
-use crate::vmm::interrupts;
+use crate::vmm::interrupts::{self, VcpuLinks};
 use crate::vmm::stats::ExitStats;
 
 /// Lifecycle of a guest.
@@ -61,6 +62,13 @@ pub struct Guest {
     prepared: Mutex<Option<EntryState>>,
     /// Free frames right after the first restart (every later one must match).
     frames_after_restart: spin::Once<u64>,
+    /// The vCPUs' APICs and start-up requests.
+    pub links: Arc<VcpuLinks>,
+    /// Bumped at every restart: application processors go back to waiting for a SIPI.
+    generation: AtomicU32,
+    /// A stop an application processor ran into, for the boot vCPU to act on.
+    stop_request: Mutex<Option<StopReason>>,
+    has_stop_request: AtomicBool,
 }
 
 impl Guest {
@@ -76,6 +84,8 @@ impl Guest {
         loader: Loader,
         devices: GuestDevices,
     ) -> Self {
+        let vcpus = cpus.len() as u32;
+        let kick_cpus = cpus.clone();
         let name: &'static &'static str =
             Box::leak(Box::new(&*Box::leak(String::from(name).into_boxed_str())));
         Self {
@@ -89,6 +99,18 @@ impl Guest {
             devices: Mutex::new(devices),
             prepared: Mutex::new(None),
             frames_after_restart: spin::Once::new(),
+            links: Arc::new(VcpuLinks::new(
+                vcpus,
+                time::tsc_khz(),
+                Box::new(move |i| {
+                    if let Some(&cpu) = kick_cpus.get(i) {
+                        smp::kick(cpu);
+                    }
+                }),
+            )),
+            generation: AtomicU32::new(0),
+            stop_request: Mutex::new(None),
+            has_stop_request: AtomicBool::new(false),
             stats: Mutex::new(ExitStats::default()),
             state: AtomicU8::new(State::Starting as u8),
             restarts: AtomicU32::new(0),
@@ -129,60 +151,193 @@ impl Guest {
     }
 }
 
-/// Runs vCPU 0 of `guest` on this CPU until the guest stops for good. `on_stop` is told when it
-/// does.
-pub fn run_boot_vcpu(guest: &Guest, caps: &Caps, on_stop: &dyn Fn()) {
+/// Runs vCPU `index` of `guest` on this CPU until the guest stops for good. vCPU 0 boots the
+/// guest and decides about stops and restarts; the others wait for INIT-SIPI from it, as
+/// application processors do. `on_stop` is called once, by vCPU 0, when the guest is done.
+pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn Fn()) {
     percpu::set_guest_name(Some(guest.name));
-    let result = run_until_stopped(guest, caps);
+    let result = match caps {
+        Caps::Svm(svm) => SvmVcpu::new(svm, guest.nested_root, guest.asid)
+            .map_err(|e| alloc::format!("{e}"))
+            .and_then(|v| run_vcpu(guest, index, v)),
+        Caps::Vmx(_) => {
+            vmx::with_vcpu(guest.nested_root, guest.asid, |v| run_vcpu(guest, index, v))
+                .map_err(|e| alloc::format!("{e}"))
+                .and_then(|r| r)
+        }
+    };
     if let Err(why) = result {
         log::error!("{why}");
-        guest.exit_status.store(255, Ordering::Release);
-        guest.set_state(State::Crashed);
+        if index == 0 {
+            guest.exit_status.store(255, Ordering::Release);
+            guest.set_state(State::Crashed);
+        } else {
+            guest.request_stop(StopReason::Fatal(why));
+        }
     }
-    let stats = guest.stats.lock().summary();
-    log::info!(
-        "stopped ({:?}, status {}, {} restarts); exits {}",
-        guest.state(),
-        guest.exit_status.load(Ordering::Acquire),
-        guest.restarts.load(Ordering::Acquire),
-        stats
-    );
-    percpu::set_guest_name(None);
-    on_stop();
+    if index == 0 {
+        // Wake the application processors so they see the guest is done.
+        for i in 1..guest.links.count() {
+            guest.links.kick(i);
+        }
+        let stats = guest.stats.lock().summary();
+        log::info!(
+            "stopped ({:?}, status {}, {} restarts); exits {}",
+            guest.state(),
+            guest.exit_status.load(Ordering::Acquire),
+            guest.restarts.load(Ordering::Acquire),
+            stats
+        );
+        percpu::set_guest_name(None);
+        on_stop();
+    } else {
+        percpu::set_guest_name(None);
+    }
 }
 
-fn run_until_stopped(guest: &Guest, caps: &Caps) -> Result<(), String> {
-    match caps {
-        Caps::Svm(svm) => run_vcpu(
-            guest,
-            SvmVcpu::new(svm, guest.nested_root, guest.asid).map_err(|e| alloc::format!("{e}"))?,
-        ),
-        Caps::Vmx(_) => vmx::with_vcpu(guest.nested_root, guest.asid, |v| run_vcpu(guest, v))
-            .map_err(|e| alloc::format!("{e}"))?,
+impl Guest {
+    /// An application processor hands a stop (its triple fault, say) to vCPU 0.
+    fn request_stop(&self, reason: StopReason) {
+        *self.stop_request.lock() = Some(reason);
+        self.has_stop_request.store(true, Ordering::Release);
+        self.links.kick(0);
+    }
+
+    fn take_stop_request(&self) -> Option<StopReason> {
+        if !self.has_stop_request.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        self.stop_request.lock().take()
     }
 }
 
-/// The run loop of one vCPU, the same for every vendor.
-fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
-    let mut host = MachineHost::new(guest.name);
-    let prepared = guest.prepared.lock().take();
-    let entry = match prepared {
-        Some(e) => e,
-        None => guest
-            .load()
-            .map_err(|e| alloc::format!("cannot load: {e}"))?,
+/// The state INIT-SIPI leaves a processor in: real mode at `vector << 12` (Intel SDM vol.3
+/// §9.4.4.2, table 9-1).
+fn sipi_state(vector: u8) -> EntryState {
+    let base = u64::from(vector) << 12;
+    let data = Segment {
+        selector: 0,
+        base: 0,
+        limit: 0xFFFF,
+        access: 0x93,
     };
-    vcpu.reset(&entry);
-    let mut st = VcpuState::new(0, guest.cpus.len() as u32, time::tsc_khz());
-    guest.set_state(State::Running);
-    log::info!(
-        "started on cpu{} with {} MiB",
-        percpu::index(),
-        guest.ram.size() >> 20
-    );
+    EntryState {
+        rip: 0,
+        rflags: 2,
+        cr0: 0x10,
+        cs: Segment {
+            selector: u16::from(vector) << 8,
+            base,
+            limit: 0xFFFF,
+            access: 0x9B,
+        },
+        ds: data,
+        es: data,
+        ss: data,
+        fs: data,
+        gs: data,
+        tr: Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xFFFF,
+            access: 0x8B,
+        },
+        ldtr: Segment {
+            selector: 0,
+            base: 0,
+            limit: 0xFFFF,
+            access: 0x82,
+        },
+        gdtr_limit: 0xFFFF,
+        idtr_limit: 0xFFFF,
+        ..Default::default()
+    }
+}
+
+/// How one stretch of running a vCPU ended.
+enum Stretch {
+    /// The guest is done (stopped or crashed for good).
+    Finished,
+    /// Restart, reboot or INIT: an application processor waits for a SIPI again.
+    Reset,
+}
+
+/// The life of one vCPU, the same for every vendor.
+fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), String> {
+    let mut host = MachineHost::new(guest.name);
+    cpu::enable_interrupts();
+    let mut st = VcpuState::new(index as u32, Arc::clone(&guest.links));
+    if index == 0 {
+        let prepared = guest.prepared.lock().take();
+        let entry = match prepared {
+            Some(e) => e,
+            None => guest
+                .load()
+                .map_err(|e| alloc::format!("cannot load: {e}"))?,
+        };
+        vcpu.reset(&entry);
+        guest.set_state(State::Running);
+        log::info!(
+            "started on cpu{} with {} MiB",
+            percpu::index(),
+            guest.ram.size() >> 20
+        );
+        while let Stretch::Reset = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {}
+        return Ok(());
+    }
+    loop {
+        // An application processor: wait for INIT-SIPI (or for the guest to end).
+        let generation = guest.generation.load(Ordering::Acquire);
+        let vector = loop {
+            if guest.is_finished() {
+                return Ok(());
+            }
+            if let Some(v) = guest.links.take_startup(index).sipi {
+                break v;
+            }
+            cpu::wait_for_interrupt();
+            cpu::enable_interrupts();
+        };
+        if guest.generation.load(Ordering::Acquire) != generation {
+            continue;
+        }
+        vcpu.reset(&sipi_state(vector));
+        log::info!(
+            "vCPU {index} started by SIPI at {:#x}",
+            u32::from(vector) << 12
+        );
+        if let Stretch::Finished = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {
+            return Ok(());
+        }
+    }
+}
+
+/// Runs the vCPU until the guest ends or this vCPU must start over.
+fn run_stretch<V: Vcpu>(
+    guest: &Guest,
+    vcpu: &mut V,
+    st: &mut VcpuState,
+    host: &mut MachineHost,
+) -> Result<Stretch, String> {
+    let index = st.index as usize;
+    let generation = guest.generation.load(Ordering::Acquire);
     let mut armed: Option<u64> = None;
     loop {
-        let deadline = interrupts::before_entry(&mut vcpu, &mut st, cpu::rdtsc());
+        if index == 0 {
+            if let Some(reason) = guest.take_stop_request() {
+                return handle_stop(guest, vcpu, st, host, reason);
+            }
+        } else {
+            if guest.is_finished() {
+                return Ok(Stretch::Finished);
+            }
+            if guest.generation.load(Ordering::Acquire) != generation
+                || guest.links.take_startup(index).init
+            {
+                return Ok(Stretch::Reset);
+            }
+        }
+        let deadline = interrupts::before_entry(vcpu, st, cpu::rdtsc());
         if deadline != armed {
             match deadline {
                 Some(t) => apic::arm_timer_at(t),
@@ -191,88 +346,129 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, mut vcpu: V) -> Result<(), String> {
             armed = deadline;
         }
         let exit = vcpu.run();
+        log::trace!("exit {} at RIP {:#x}", exit.name(), vcpu.rip());
         let next = {
             let mut dev = guest.devices.lock();
-            let next = dispatch::handle(&mut vcpu, exit, &mut st, &mut dev, &guest.ram, &mut host);
+            let next = dispatch::handle(vcpu, exit, st, &mut dev, &guest.ram, host);
             dev.poll_virtio(&guest.ram);
-            interrupts::take_deliveries(&mut st, &mut dev);
+            interrupts::take_deliveries(st, &mut dev);
             next
         };
         match next {
             Next::Resume => {}
             Next::Halt => {
-                // Sleep until the guest's own timer is due or something kicks this CPU.
-                if !vcpu.interrupts_enabled() && st.lapic.next_deadline_tsc().is_none() {
+                // Sleep until the vCPU's own timer is due or something kicks this CPU.
+                if !vcpu.interrupts_enabled() && st.lapic().next_deadline_tsc().is_none() {
                     log::info!("halted with interrupts off; only a reset wakes it");
                 }
-                while !interrupts::can_wake(&vcpu, &mut st, cpu::rdtsc()) {
-                    match st.lapic.next_deadline_tsc() {
+                while !interrupts::can_wake(vcpu, st, cpu::rdtsc()) {
+                    if (index == 0 && guest.has_stop_request.load(Ordering::Acquire))
+                        || (index != 0
+                            && (guest.is_finished()
+                                || guest.generation.load(Ordering::Acquire) != generation))
+                    {
+                        break;
+                    }
+                    let deadline = st.lapic().next_deadline_tsc();
+                    match deadline {
                         Some(t) => apic::arm_timer_at(t),
                         None => apic::disarm_timer(),
                     }
                     armed = None;
                     cpu::wait_for_interrupt();
+                    cpu::enable_interrupts();
+                }
+            }
+            Next::Stop(reason) if index == 0 => {
+                let end = handle_stop(guest, vcpu, st, host, reason)?;
+                if let Stretch::Finished = end {
+                    return Ok(end);
                 }
             }
             Next::Stop(reason) => {
-                dispatch::flush_console(&mut guest.devices.lock(), &mut host);
                 guest.stats.lock().merge(&st.stats);
                 st.stats = ExitStats::default();
-                match &reason {
-                    StopReason::Exited(status) => {
-                        guest.exit_status.store(*status, Ordering::Release);
-                        log::info!("exited with status {status}");
-                        guest.set_state(State::Stopped);
-                        return Ok(());
+                guest.request_stop(reason);
+                return Ok(Stretch::Reset);
+            }
+        }
+    }
+}
+
+/// vCPU 0 acts on a stop: the guest ends, or starts again from its images.
+fn handle_stop<V: Vcpu>(
+    guest: &Guest,
+    vcpu: &mut V,
+    st: &mut VcpuState,
+    host: &mut MachineHost,
+    reason: StopReason,
+) -> Result<Stretch, String> {
+    dispatch::flush_console(&mut guest.devices.lock(), host);
+    guest.stats.lock().merge(&st.stats);
+    st.stats = ExitStats::default();
+    match &reason {
+        StopReason::Exited(status) => {
+            guest.exit_status.store(*status, Ordering::Release);
+            log::info!("exited with status {status}");
+            guest.set_state(State::Stopped);
+            Ok(Stretch::Finished)
+        }
+        StopReason::PowerOff => {
+            log::info!("powered off");
+            guest.set_state(State::Stopped);
+            Ok(Stretch::Finished)
+        }
+        StopReason::Reboot => {
+            log::info!("reboot requested: starting again from its images");
+            restart(guest, vcpu, st)?;
+            Ok(Stretch::Reset)
+        }
+        StopReason::Crashed(report) | StopReason::Fatal(report) => {
+            log::error!("crashed: {report}");
+            let restarts = guest.restarts.load(Ordering::Acquire);
+            match guest.on_crash {
+                CrashPolicy::Restart { limit } if restarts < limit => {
+                    let n = guest.restarts.fetch_add(1, Ordering::AcqRel) + 1;
+                    restart(guest, vcpu, st)?;
+                    let free = memory::free_frames();
+                    println!("RESTART {} {n}/{limit} free-frames {free}", guest.name);
+                    // A restart allocates nothing, so free frames never drop below what the
+                    // first restart left (they may rise as other guests stop).
+                    let first = *guest.frames_after_restart.call_once(|| free);
+                    if free < first {
+                        println!("FAIL restart-leak {}: {} frames after restart {n}, {first} after the first", guest.name, free);
+                    } else if n == limit {
+                        println!(
+                            "PASS restart-no-leak {} {n} restarts, {free} free frames each time",
+                            guest.name
+                        );
                     }
-                    StopReason::PowerOff => {
-                        log::info!("powered off");
-                        guest.set_state(State::Stopped);
-                        return Ok(());
-                    }
-                    StopReason::Reboot => {
-                        log::info!("reboot requested: starting again from its images");
-                        restart(guest, &mut vcpu, &mut st)?;
-                    }
-                    StopReason::Crashed(report) | StopReason::Fatal(report) => {
-                        log::error!("crashed: {report}");
-                        let restarts = guest.restarts.load(Ordering::Acquire);
-                        match guest.on_crash {
-                            CrashPolicy::Restart { limit } if restarts < limit => {
-                                let n = guest.restarts.fetch_add(1, Ordering::AcqRel) + 1;
-                                restart(guest, &mut vcpu, &mut st)?;
-                                let free = memory::free_frames();
-                                println!("RESTART {} {n}/{limit} free-frames {free}", guest.name);
-                                // A restart allocates nothing, so free frames never drop below what
-                                // the first restart left (they may rise as other guests stop).
-                                let first = *guest.frames_after_restart.call_once(|| free);
-                                if free < first {
-                                    println!("FAIL restart-leak {}: {} frames after restart {n}, {first} after the first", guest.name, free);
-                                } else if n == limit {
-                                    println!("PASS restart-no-leak {} {n} restarts, {free} free frames each time", guest.name);
-                                }
-                            }
-                            _ => {
-                                guest.exit_status.store(255, Ordering::Release);
-                                guest.set_state(State::Crashed);
-                                return Ok(());
-                            }
-                        }
-                    }
+                    Ok(Stretch::Reset)
+                }
+                _ => {
+                    guest.exit_status.store(255, Ordering::Release);
+                    guest.set_state(State::Crashed);
+                    Ok(Stretch::Finished)
                 }
             }
         }
     }
 }
 
-/// Starts `guest` again from its pristine images: RAM zeroed and reloaded, vCPU and devices
-/// reset (disks keep what was written, as on a real reboot). Allocates nothing.
+/// Starts `guest` again from its pristine images: application processors back to waiting for
+/// a SIPI, RAM zeroed and reloaded, vCPU, APICs and devices reset (disks keep what was written,
+/// as on a real reboot). Allocates nothing.
 fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(), String> {
+    guest.generation.fetch_add(1, Ordering::AcqRel);
+    for i in 1..guest.links.count() {
+        guest.links.kick(i);
+    }
     let entry = guest
         .load()
         .map_err(|e| alloc::format!("cannot reload: {e}"))?;
+    guest.links.reset(time::tsc_khz());
     vcpu.reset(&entry);
-    *st = VcpuState::new(0, guest.cpus.len() as u32, time::tsc_khz());
+    *st = VcpuState::new(0, Arc::clone(&guest.links));
     guest.devices.lock().reset(&guest.ram, time::unix_now());
     Ok(())
 }

@@ -81,16 +81,17 @@ pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
     let all: Arc<Vec<Arc<Guest>>> = Arc::new(guests);
     let mut on_boot_cpu = None;
     for g in all.iter() {
-        let cpu = g.cpus[0];
-        let guest = Arc::clone(g);
-        let everyone = Arc::clone(&all);
-        let job = alloc::boxed::Box::new(move || {
-            guest::run_boot_vcpu(&guest, &caps, &|| guest_finished(&everyone, test));
-        });
-        if cpu == 0 {
-            on_boot_cpu = Some(job);
-        } else {
-            smp::post_job(cpu, job);
+        for (index, &cpu) in g.cpus.iter().enumerate() {
+            let guest = Arc::clone(g);
+            let everyone = Arc::clone(&all);
+            let job: alloc::boxed::Box<dyn FnOnce() + Send> = alloc::boxed::Box::new(move || {
+                guest::run_vcpu_thread(&guest, index, &caps, &|| guest_finished(&everyone, test));
+            });
+            if cpu == 0 {
+                on_boot_cpu = Some(job);
+            } else {
+                smp::post_job(cpu, job);
+            }
         }
     }
     if let Some(job) = on_boot_cpu {

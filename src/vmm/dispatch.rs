@@ -1,14 +1,16 @@
 //! What each exit means: the vendor-neutral exit handlers, generic over [`Vcpu`].
 
 use alloc::string::String;
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 use core::fmt::Write;
 
 use super::cpuid::{self, CpuidContext};
+use super::interrupts::{self, VcpuLinks};
+use super::mmio;
 use super::msr::{MsrOutcome, MsrState, APIC_BASE_ENABLE, APIC_BASE_X2APIC, MSR_APIC_BASE};
 pub use super::platform::GuestDevices;
 use super::stats::ExitStats;
-use super::{interrupts, mmio};
 use crate::decode::walk::{self, PagingContext};
 use crate::decode::{self, CpuMode, Insn, MAX_INSN_LEN};
 use crate::devices::lapic::{is_apic_msr, Lapic};
@@ -54,20 +56,25 @@ pub struct VcpuState {
     pub msrs: MsrState,
     /// Exit counts.
     pub stats: ExitStats,
-    /// This vCPU's local APIC.
-    pub lapic: Lapic,
+    /// The guest's vCPUs' APICs and start-up requests, shared with its other vCPUs.
+    pub links: Arc<VcpuLinks>,
 }
 
 impl VcpuState {
     /// State at reset.
-    pub fn new(index: u32, count: u32, tsc_khz: u64) -> Self {
+    pub fn new(index: u32, links: Arc<VcpuLinks>) -> Self {
         Self {
             index,
-            count,
+            count: links.count() as u32,
             msrs: MsrState::new(index),
             stats: ExitStats::default(),
-            lapic: Lapic::new(index, tsc_khz, super::APIC_TIMER_KHZ),
+            links,
         }
+    }
+
+    /// This vCPU's local APIC.
+    pub fn lapic(&self) -> spin::MutexGuard<'_, Lapic> {
+        self.links.apic(self.index as usize)
     }
 }
 
@@ -267,7 +274,8 @@ fn handle_msr<V: Vcpu, H: Host>(
     let mut result = None;
     let ok = if is_apic_msr(msr) {
         if is_write {
-            match st.lapic.msr_write(msr, value, now) {
+            let written = st.lapic().msr_write(msr, value, now);
+            match written {
                 Ok(action) => {
                     if let Some(a) = action {
                         interrupts::apply_apic_action(st, a, &mut |v| dev.ioapic_eoi(v));
@@ -277,10 +285,8 @@ fn handle_msr<V: Vcpu, H: Host>(
                 Err(_) => false,
             }
         } else {
-            st.lapic
-                .msr_read(msr, now)
-                .map(|v| result = Some(v))
-                .is_ok()
+            let read = st.lapic().msr_read(msr, now);
+            read.map(|v| result = Some(v)).is_ok()
         }
     } else if is_write {
         match st.msrs.write(msr, value, true) {
@@ -292,7 +298,7 @@ fn handle_msr<V: Vcpu, H: Host>(
             _ => {
                 if msr == MSR_APIC_BASE {
                     let base = st.msrs.apic_base();
-                    st.lapic
+                    st.lapic()
                         .set_mode(base & APIC_BASE_ENABLE != 0, base & APIC_BASE_X2APIC != 0);
                 }
                 true

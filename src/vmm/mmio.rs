@@ -51,16 +51,17 @@ pub fn handle<V: Vcpu>(
     };
     let size = access.size;
     let apic_offset = gpa.as_u64().wrapping_sub(LAPIC_BASE.as_u64());
-    if apic_offset < PAGE_SIZE && st.lapic.mode() == ApicMode::XApic {
+    if apic_offset < PAGE_SIZE && st.lapic().mode() == ApicMode::XApic {
         // The vCPU's own local APIC (xAPIC mode): 32-bit registers.
         match access.write_data(&vcpu.regs().gprs) {
             Some(value) => {
-                if let Some(action) = st.lapic.mmio_write(apic_offset, value as u32, now_tsc) {
+                let action = st.lapic().mmio_write(apic_offset, value as u32, now_tsc);
+                if let Some(action) = action {
                     interrupts::apply_apic_action(st, action, &mut |v| dev.ioapic_eoi(v));
                 }
             }
             None => {
-                let value = st.lapic.mmio_read(apic_offset, now_tsc);
+                let value = st.lapic().mmio_read(apic_offset, now_tsc);
                 access.complete_read(&mut vcpu.regs().gprs, u64::from(value));
             }
         }

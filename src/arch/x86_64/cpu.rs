@@ -146,3 +146,12 @@ pub fn read_cr2() -> u64 {
     unsafe { asm!("mov {}, cr2", out(reg) v, options(nomem, nostack, preserves_flags)) };
     v
 }
+
+/// Lets host interrupts in (STI). vCPU loops run with interrupts on so that, with SVM's
+/// V_INTR_MASKING, a host interrupt (timer, kick) that arrives while the guest runs causes a
+/// #VMEXIT(INTR) and is then taken after STGI (AMD APM vol.2 §15.21.1).
+pub fn enable_interrupts() {
+    // SAFETY: the IDT is loaded on every CPU before any vCPU runs, and the handlers only
+    // acknowledge the interrupt.
+    unsafe { asm!("sti", options(nomem, nostack)) };
+}

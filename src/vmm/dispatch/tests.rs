@@ -89,7 +89,14 @@ fn setup() -> (FakeVcpu, VcpuState, GuestDevices, VecGuestMemory, FakeHost) {
     };
     (
         v,
-        VcpuState::new(0, 1, 3_000_000),
+        VcpuState::new(
+            0,
+            alloc::sync::Arc::new(crate::vmm::interrupts::VcpuLinks::new(
+                1,
+                3_000_000,
+                alloc::boxed::Box::new(|_| {}),
+            )),
+        ),
         GuestDevices::default(),
         VecGuestMemory::new(GuestPhysAddr::new(0), 0x1000),
         FakeHost::default(),
