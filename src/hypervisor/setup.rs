@@ -152,7 +152,15 @@ fn build_guest(
     }
     let slots: Vec<u32> = devices.virtio.devices().map(|d| d.slot).collect();
     let mut cmdline = g.cmdline.clone();
-    if !slots.is_empty() && !cmdline.contains("virtio=") {
+    let kernel = image_of(info, &g.kernel)?;
+    let linux = is_linux(kernel, g.format);
+    if linux && !cmdline.contains("tsc_early_khz=") {
+        // Linux would calibrate the TSC against a PIT, which guests do not have: tell it.
+        cmdline = alloc::format!("{cmdline} tsc_early_khz={}", time::tsc_khz())
+            .trim()
+            .to_string();
+    }
+    if !slots.is_empty() && !linux && !cmdline.contains("virtio=") {
         // Test guests find their devices here; Linux finds them in the DSDT.
         let list: Vec<String> = devices
             .virtio
@@ -163,7 +171,6 @@ fn build_guest(
             .trim()
             .to_string();
     }
-    let kernel = image_of(info, &g.kernel)?;
     let initrd = g.initrd.as_deref().map(|p| image_of(info, p)).transpose()?;
     let format = match g.format {
         KernelFormat::Auto => Format::Auto,
@@ -204,6 +211,16 @@ fn build_guest(
     // Check the image loads now, so a bad image is refused before any guest starts.
     guest.prepare()?;
     Ok(guest)
+}
+
+/// Whether `kernel` boots through the Linux boot protocol (a bzImage, or `format = "linux"`).
+fn is_linux(kernel: &[u8], format: KernelFormat) -> bool {
+    const HDRS_OFFSET: usize = 0x202;
+    match format {
+        KernelFormat::Linux => true,
+        KernelFormat::Elf => false,
+        KernelFormat::Auto => kernel.get(HDRS_OFFSET..HDRS_OFFSET + 4) == Some(b"HdrS"),
+    }
 }
 
 fn image_of(info: &BootInfo, path: &str) -> Result<&'static [u8], String> {
