@@ -7,6 +7,7 @@ mod cargo;
 mod check;
 mod commands;
 mod iso;
+mod linux;
 mod machine;
 mod pack;
 mod paths;
@@ -34,6 +35,9 @@ commands:
   gdb   [--uefi] [--smp N] [--mem SIZE] [--cmdline S] [--manifest FILE | --no-manifest]
         [--no-gdb]
                              boot QEMU halted with a gdb stub on :1234 and attach gdb
+  linux [--vmlinux] [--refresh] [--boot-qemu]
+                             fetch Debian's kernel and busybox, build the Linux guest's
+                             initramfs and disks in target/linux (see tests/linux)
   check FILE [--cpus N] [--ram SIZE] [--skip-modules]
                              validate a manifest as the hypervisor would (see docs/MANIFEST.md)
 
@@ -59,6 +63,7 @@ fn main() -> ExitCode {
         "gdb" => commands::gdb(argv),
         "test" => test_cmd::test(argv),
         "check" => check::check(argv),
+        "linux" => linux::linux(argv),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     };
     match result {

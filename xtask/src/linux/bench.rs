@@ -1,0 +1,251 @@
+//! Time to Linux userspace: how long the same kernel and initramfs take to print
+//! `LINUX USERSPACE up` under Bulkhead (watched in a scenario's serial log) and under plain
+//! QEMU booting them directly. Two numbers each: the guest's own uptime when `/init` started
+//! (the kernel's boot alone) and wall-clock time from the emulator's start (for Bulkhead that
+//! includes firmware, GRUB loading the images and the hypervisor's own boot).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::Artifacts;
+
+/// The line `/init` prints first, followed by the uptime in seconds.
+pub const MARKER: &str = "LINUX USERSPACE up ";
+/// The command line the plain-QEMU boot uses: the Linux manifests' guests start with the same
+/// words, so both boots do the same work until userspace.
+pub const BASE_CMDLINE: &str = "console=ttyS0 loglevel=4";
+/// How often logs are looked at.
+const POLL: Duration = Duration::from_millis(20);
+/// A plain QEMU boot that takes longer than this has hung.
+const PLAIN_TIMEOUT: Duration = Duration::from_secs(120);
+const PLAIN_MEM: &str = "256M";
+
+/// When userspace started.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct BootTime {
+    /// The guest's uptime as `/init` read it.
+    pub uptime_s: Option<f64>,
+    /// Seconds from the emulator's start to the line appearing in its serial log.
+    pub wall_s: Option<f64>,
+}
+
+impl fmt::Display for BootTime {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let show = |v: Option<f64>| v.map_or("?".to_owned(), |s| format!("{s:.2} s"));
+        write!(
+            f,
+            "LINUX USERSPACE up at guest uptime {}, {} wall-clock from the emulator's start",
+            show(self.uptime_s),
+            show(self.wall_s)
+        )
+    }
+}
+
+/// The uptime on the first marker line of `log`.
+pub fn uptime_in(log: &str) -> Option<f64> {
+    let line = log.lines().find(|l| l.contains(MARKER))?;
+    let after = &line[line.find(MARKER)? + MARKER.len()..];
+    after.split_whitespace().next()?.parse().ok()
+}
+
+/// Follows one serial log file while an emulator writes it.
+pub struct Watch {
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<BootTime>,
+}
+
+impl Watch {
+    /// Starts following `log`. The emulator's start is taken as the last moment the file was
+    /// (re)created: the scenario runner deletes a case's log just before starting it.
+    pub fn start(log: PathBuf) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = Arc::clone(&stop);
+        let handle = std::thread::spawn(move || follow(&log, &flag));
+        Self { stop, handle }
+    }
+
+    /// Stops following; what was seen.
+    pub fn finish(self) -> BootTime {
+        self.stop.store(true, Ordering::Relaxed);
+        self.handle.join().unwrap_or_default()
+    }
+}
+
+fn follow(log: &Path, stop: &AtomicBool) -> BootTime {
+    let mut created: Option<Instant> = None;
+    let mut last_len: Option<u64> = None;
+    while !stop.load(Ordering::Relaxed) {
+        let len = std::fs::metadata(log).ok().map(|m| m.len());
+        match (last_len, len) {
+            (_, None) => created = None,
+            (None, Some(_)) => created = Some(Instant::now()),
+            (Some(old), Some(new)) if new < old => created = Some(Instant::now()),
+            _ => {}
+        }
+        if let (Some(start), Some(new)) = (created, len) {
+            if Some(new) != last_len {
+                let text = std::fs::read(log).unwrap_or_default();
+                let text = String::from_utf8_lossy(&text);
+                if text.contains(MARKER) {
+                    return BootTime {
+                        uptime_s: uptime_in(&text),
+                        wall_s: Some(start.elapsed().as_secs_f64()),
+                    };
+                }
+            }
+        }
+        last_len = len;
+        std::thread::sleep(POLL);
+    }
+    BootTime::default()
+}
+
+/// Watches on the serial logs of the scenario cases that boot Linux, for one test run.
+pub struct CaseWatches {
+    watches: Vec<(String, Watch)>,
+}
+
+impl CaseWatches {
+    /// Starts watching every case (name, manifest) whose manifest needs the Linux artifacts;
+    /// `log_of` gives a case's serial log path.
+    pub fn start<'a>(
+        cases: impl IntoIterator<Item = (&'a str, Option<&'a Path>)>,
+        log_of: impl Fn(&str) -> PathBuf,
+    ) -> Self {
+        let watches = cases
+            .into_iter()
+            .filter(|(_, manifest)| manifest.is_some_and(|m| super::needed_by(m).is_some()))
+            .map(|(name, _)| (name.to_owned(), Watch::start(log_of(name))))
+            .collect();
+        Self { watches }
+    }
+
+    /// Prints each watched case's time to userspace, then boots the same kernel and initramfs
+    /// in plain QEMU and prints its time.
+    pub fn report(self) {
+        if self.watches.is_empty() {
+            return;
+        }
+        println!("==== time to Linux userspace");
+        for (name, watch) in self.watches {
+            println!("xtask: linux: Bulkhead ({name}): {}", watch.finish());
+        }
+        let plain = super::ensure(super::Options::default()).and_then(|a| boot_plain_qemu(&a));
+        match plain {
+            Ok(time) => println!("xtask: linux: plain QEMU (-kernel/-initrd, 1 CPU): {time}"),
+            Err(e) => println!("xtask: linux: plain QEMU: {e}"),
+        }
+    }
+}
+
+/// QEMU's arguments for booting the artifacts directly (no hypervisor, no devices: `/init`
+/// finds no disk or net, runs no test and powers off).
+pub fn plain_qemu_args(artifacts: &Artifacts, serial_log: &Path) -> Vec<String> {
+    let words = [
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-m",
+        PLAIN_MEM,
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-monitor",
+        "none",
+    ];
+    let mut args: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    args.push("-serial".into());
+    args.push(format!("file:{}", serial_log.display()));
+    args.push("-kernel".into());
+    args.push(artifacts.vmlinuz.display().to_string());
+    args.push("-initrd".into());
+    args.push(artifacts.initrd.display().to_string());
+    args.push("-append".into());
+    args.push(format!("{BASE_CMDLINE} bulkhead.test=none"));
+    args
+}
+
+/// Boots the kernel and initramfs in plain QEMU and times userspace.
+pub fn boot_plain_qemu(artifacts: &Artifacts) -> Result<BootTime, String> {
+    let log = super::dir().join("plain-qemu.log");
+    let _ = std::fs::remove_file(&log);
+    let args = plain_qemu_args(artifacts, &log);
+    let watch = Watch::start(log.clone());
+    let mut child = Command::new("qemu-system-x86_64")
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
+    let started = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if started.elapsed() < PLAIN_TIMEOUT => std::thread::sleep(POLL),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let time = watch.finish();
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let time = BootTime {
+        uptime_s: time.uptime_s.or_else(|| uptime_in(&text)),
+        ..time
+    };
+    if time.uptime_s.is_none() {
+        let ended = match status {
+            Some(s) => format!("QEMU ended ({s})"),
+            None => format!("QEMU was killed after {} s", PLAIN_TIMEOUT.as_secs()),
+        };
+        return Err(format!(
+            "plain QEMU boot never printed `{MARKER}`: {ended}; serial log {}\n  \
+             qemu-system-x86_64 {}",
+            log.display(),
+            args.join(" ")
+        ));
+    }
+    Ok(time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_uptime_is_read_from_the_marker_line() {
+        let log = "boot\n[linux] LINUX USERSPACE up 2.53 0.01\nmore\n";
+        assert_eq!(uptime_in(log), Some(2.53));
+        assert_eq!(uptime_in("LINUX USERSPACE up soon"), None);
+        assert_eq!(uptime_in("nothing"), None);
+    }
+
+    #[test]
+    fn a_watch_sees_the_line_appear() {
+        let dir = std::env::temp_dir().join(format!("xtask-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("case.log");
+        let _ = std::fs::remove_file(&log);
+        let watch = Watch::start(log.clone());
+        std::thread::sleep(POLL * 3);
+        std::fs::write(&log, "firmware\n").unwrap();
+        std::thread::sleep(POLL * 5);
+        std::fs::write(&log, "firmware\nLINUX USERSPACE up 1.50 0.00\n").unwrap();
+        std::thread::sleep(POLL * 5);
+        let time = watch.finish();
+        assert_eq!(time.uptime_s, Some(1.5));
+        assert!(time.wall_s.is_some_and(|w| w >= (POLL * 4).as_secs_f64()));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
