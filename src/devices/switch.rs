@@ -249,6 +249,9 @@ impl SwitchPort {
         if let Some(port) = self.switch.state.lock().ports.get_mut(self.id) {
             port.inbox.push_front(frame);
         }
+        // Still pending: the next poll tries again (a busy-polling driver may add receive
+        // buffers without notifying, so nothing else would).
+        self.pending.store(true, Ordering::Release);
     }
 
     /// Frames waiting.

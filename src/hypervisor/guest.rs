@@ -254,6 +254,9 @@ fn sipi_state(vector: u8) -> EntryState {
     }
 }
 
+/// How soon a vCPU comes back to devices whose work waits for guest buffers.
+const DEVICE_RETRY_MS: u64 = 1;
+
 /// How one stretch of running a vCPU ended.
 enum Stretch {
     /// The guest is done (stopped or crashed for good).
@@ -265,7 +268,10 @@ enum Stretch {
 /// The life of one vCPU, the same for every vendor.
 fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), String> {
     let mut host = MachineHost::new(guest.name);
-    cpu::enable_interrupts();
+    // Host interrupts stay off in the run loop: a wake-up that arrives while an entry is being
+    // prepared must end the next guest run at once, not be swallowed here (the vendor code
+    // opens the window around guest execution).
+    cpu::disable_interrupts();
     let mut st = VcpuState::new(index as u32, Arc::clone(&guest.links));
     if index == 0 {
         let prepared = guest.prepared.lock().take();
@@ -296,7 +302,6 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
                 break v;
             }
             cpu::wait_for_interrupt();
-            cpu::enable_interrupts();
         };
         if guest.generation.load(Ordering::Acquire) != generation {
             continue;
@@ -322,6 +327,7 @@ fn run_stretch<V: Vcpu>(
     let index = st.index as usize;
     let generation = guest.generation.load(Ordering::Acquire);
     let mut armed: Option<u64> = None;
+    let mut work_waiting = false;
     loop {
         if index == 0 {
             if let Some(reason) = guest.take_stop_request() {
@@ -337,7 +343,12 @@ fn run_stretch<V: Vcpu>(
                 return Ok(Stretch::Reset);
             }
         }
-        let deadline = interrupts::before_entry(vcpu, st, cpu::rdtsc());
+        let mut deadline = interrupts::before_entry(vcpu, st, cpu::rdtsc());
+        if work_waiting {
+            // Come back soon to hand the guest what it had no buffers for.
+            let retry = cpu::rdtsc() + time::tsc_khz() * DEVICE_RETRY_MS;
+            deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
+        }
         if deadline != armed {
             match deadline {
                 Some(t) => apic::arm_timer_at(t),
@@ -350,7 +361,7 @@ fn run_stretch<V: Vcpu>(
         let next = {
             let mut dev = guest.devices.lock();
             let next = dispatch::handle(vcpu, exit, st, &mut dev, &guest.ram, host);
-            dev.poll_virtio(&guest.ram);
+            work_waiting = dev.poll_virtio(&guest.ram);
             interrupts::take_deliveries(st, &mut dev);
             next
         };
@@ -376,7 +387,6 @@ fn run_stretch<V: Vcpu>(
                     }
                     armed = None;
                     cpu::wait_for_interrupt();
-                    cpu::enable_interrupts();
                 }
             }
             Next::Stop(reason) if index == 0 => {

@@ -134,6 +134,10 @@ fn build_guest(
             continue;
         };
         let port = switches[sw].add_port();
+        // Frames for this guest wait in the port's inbox until its boot vCPU's CPU drains them
+        // after an exit: wake that CPU when the first one arrives.
+        let wake_cpu = g.cpus.first().map_or(0, |&c| c as usize);
+        port.set_waker(Box::new(move || smp::kick(wake_cpu)));
         devices
             .virtio
             .attach(slot, Box::new(MmioTransport::new(Net::new(port, n.mac.0))))

@@ -84,11 +84,13 @@ impl GuestDevices {
     }
 
     /// Serves virtio work that arrived from outside the guest (frames from the switch, console
-    /// input) and raises the lines of devices that completed something.
-    pub fn poll_virtio(&mut self, mem: &dyn GuestMemory) {
+    /// input) and raises the lines of devices that completed something. Returns whether work is
+    /// still waiting (the guest had no buffers for it yet), so the caller polls again soon.
+    pub fn poll_virtio(&mut self, mem: &dyn GuestMemory) -> bool {
         let mut raised = Vec::new();
         self.virtio.poll(mem, |gsi| raised.push(gsi));
         self.update_virtio_lines(&raised);
+        self.virtio.has_pending_work()
     }
 
     fn update_virtio_lines(&mut self, gsis: &[u32]) {

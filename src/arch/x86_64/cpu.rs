@@ -147,11 +147,8 @@ pub fn read_cr2() -> u64 {
     v
 }
 
-/// Lets host interrupts in (STI). vCPU loops run with interrupts on so that, with SVM's
-/// V_INTR_MASKING, a host interrupt (timer, kick) that arrives while the guest runs causes a
-/// #VMEXIT(INTR) and is then taken after STGI (AMD APM vol.2 §15.21.1).
-pub fn enable_interrupts() {
-    // SAFETY: the IDT is loaded on every CPU before any vCPU runs, and the handlers only
-    // acknowledge the interrupt.
-    unsafe { asm!("sti", options(nomem, nostack)) };
+/// Masks host interrupts (CLI).
+pub fn disable_interrupts() {
+    // SAFETY: CLI only masks maskable interrupts on this CPU.
+    unsafe { asm!("cli", options(nomem, nostack)) };
 }

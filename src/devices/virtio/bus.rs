@@ -101,6 +101,11 @@ impl VirtioBus {
         }
     }
 
+    /// Whether any device still has work from other CPUs waiting (see [`VirtioTransport`]).
+    pub fn has_pending_work(&self) -> bool {
+        self.slots.iter().flatten().any(|d| d.has_pending_work())
+    }
+
     /// The interrupt line (GSI) of the slot that `gpa` falls in.
     pub fn gsi_of(&self, gpa: GuestPhysAddr) -> Option<u32> {
         Self::locate(gpa).map(|(slot, _)| VIRTIO_GSI_BASE + slot as u32)

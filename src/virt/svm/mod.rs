@@ -215,17 +215,24 @@ impl Vcpu for SvmVcpu {
     fn run(&mut self) -> VmExit {
         self.vmcb.state.rax = self.regs.gprs[0];
         self.vmcb.state.rsp = self.regs.gprs[4];
+        // The run loop calls this with host interrupts off, so a wake-up IPI that arrives while
+        // it prepares the entry stays pending. With V_INTR_MASKING the host's RFLAGS.IF decides
+        // whether a physical interrupt ends guest execution (AMD APM vol.2 §15.21.1), so IF is
+        // set inside the CLGI window: a pending interrupt then exits the guest at once, and
+        // after STGI it is taken here before IF is cleared again.
         // SAFETY: this vCPU was created on this CPU, which enabled SVM; the VMCB and the host
-        // VMCB are ours and initialised; GIF is cleared around VMRUN as the APM requires and set
-        // again afterwards so pending host interrupts are taken.
+        // VMCB are ours and initialised; GIF is cleared around VMRUN as the APM requires; the
+        // IDT is loaded and its handlers only acknowledge the interrupt.
         unsafe {
             run::clgi();
+            core::arch::asm!("sti", options(nomem, nostack));
             run::vmrun(
                 &mut self.regs,
                 self.vmcb_pa.as_u64(),
                 self.host.host_vmcb.as_u64(),
             );
             run::stgi();
+            core::arch::asm!("nop", "cli", options(nomem, nostack));
         }
         self.regs.gprs[0] = self.vmcb.state.rax;
         self.regs.gprs[4] = self.vmcb.state.rsp;

@@ -78,6 +78,9 @@ pub trait VirtioTransport: Send {
     fn poll(&mut self, mem: &dyn GuestMemory) -> MmioEffect;
     /// Whether InterruptStatus is non-zero (the level of the interrupt line).
     fn interrupt_pending(&self) -> bool;
+    /// Whether work from other CPUs still waits (for example frames the guest had no receive
+    /// buffer for yet): the caller should poll again soon.
+    fn has_pending_work(&self) -> bool;
     /// Counters.
     fn stats(&self) -> TransportStats;
 }
@@ -488,6 +491,10 @@ impl<D: VirtioDevice> VirtioTransport for MmioTransport<D> {
 
     fn interrupt_pending(&self) -> bool {
         self.interrupt_status != 0
+    }
+
+    fn has_pending_work(&self) -> bool {
+        self.device.has_pending_work()
     }
 
     fn stats(&self) -> TransportStats {
