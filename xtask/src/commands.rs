@@ -9,7 +9,7 @@ use crate::args::{self, Parsed, Spec};
 use crate::iso::{self, IsoSpec};
 use crate::machine::{self, Accel, Cpu, Emulator, Firmware, Machine};
 use crate::sys::{self, Need};
-use crate::{bochs, cargo, paths, qemu};
+use crate::{bochs, cargo, linux, paths, qemu};
 
 /// What `run`, `iso` and `gdb` put on the kernel command line unless told otherwise.
 const DEFAULT_CMDLINE: &str = "log=info";
@@ -59,6 +59,10 @@ fn build_iso(parsed: &Parsed, out: &Path) -> Result<(), String> {
     if manifest.is_some() {
         // Manifests name test guests; build them first so the images are fresh.
         cargo::build_guests()?;
+    }
+    if let Some(m) = &manifest {
+        // A Linux guest's kernel, initramfs and disks come from `cargo xtask linux`.
+        linux::ensure_for([m.as_path()])?;
     }
     let cmdline = parsed.value("cmdline").unwrap_or(DEFAULT_CMDLINE);
     let (spec, warnings) = IsoSpec::new(elf, cmdline, manifest.as_deref())?;

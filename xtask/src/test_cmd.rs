@@ -19,7 +19,7 @@ use crate::runner::{self, CaseResult, Job};
 use crate::scenario::{self, Case, Marker};
 use crate::sys::{self, Need};
 use crate::verdict::Problem;
-use crate::{cargo, paths};
+use crate::{cargo, linux, paths};
 
 const DEFAULT_JOBS: usize = 2;
 /// A line nobody prints: the self-check expects it, so its boot must fail.
@@ -213,6 +213,8 @@ fn run_scenarios(
     let built = cargo::build_kernel().and_then(|kernel| {
         if any_manifest {
             cargo::build_guests()?;
+            // Linux guests boot Debian's kernel and an initramfs that xtask assembles.
+            linux::ensure_for(cases.iter().filter_map(|c| c.manifest.as_deref()))?;
         }
         Ok(kernel)
     });
@@ -255,6 +257,12 @@ fn run_scenarios(
         paths::display(&out_dir)
     );
     let t = Instant::now();
+    let linux_watches = linux::bench::CaseWatches::start(
+        work.iter()
+            .filter(|j| Some(&j.case.name) != selfcheck_name.as_ref())
+            .map(|j| (j.case.name.as_str(), j.case.manifest.as_deref())),
+        |name| out_dir.join(format!("{name}.log")),
+    );
     let print_lock = Mutex::new(());
     let results = runner::run_all(&work, jobs, &out_dir, &|r: &CaseResult| {
         let _guard = print_lock.lock();
@@ -272,6 +280,7 @@ fn run_scenarios(
         println!("{verdict:<4} {} ({})", r.name, secs(r.elapsed));
     });
     timings.push(("scenarios", t.elapsed()));
+    linux_watches.report();
 
     let mut failed_names = Vec::new();
     for result in &results {

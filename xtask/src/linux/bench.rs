@@ -19,6 +19,9 @@ pub const MARKER: &str = "LINUX USERSPACE up ";
 /// The command line the plain-QEMU boot uses: the Linux manifests' guests start with the same
 /// words, so both boots do the same work until userspace.
 pub const BASE_CMDLINE: &str = "console=ttyS0 loglevel=4";
+/// The guest whose boot is timed under Bulkhead (its lines start `[linux] `); the manifests'
+/// other Linux guests boot the same way but share its CPUs' host cores.
+pub const TIMED_GUEST: &str = "linux";
 /// How often logs are looked at.
 const POLL: Duration = Duration::from_millis(20);
 /// A plain QEMU boot that takes longer than this has hung.
@@ -46,11 +49,22 @@ impl fmt::Display for BootTime {
     }
 }
 
-/// The uptime on the first marker line of `log`.
-pub fn uptime_in(log: &str) -> Option<f64> {
-    let line = log.lines().find(|l| l.contains(MARKER))?;
+/// The first marker line of `log` that starts with `prefix`.
+fn marker_line<'a>(log: &'a str, prefix: &str) -> Option<&'a str> {
+    log.lines()
+        .find(|l| l.starts_with(prefix) && l.contains(MARKER))
+}
+
+/// The uptime on the first marker line of `log` that starts with `prefix`.
+pub fn uptime_in(log: &str, prefix: &str) -> Option<f64> {
+    let line = marker_line(log, prefix)?;
     let after = &line[line.find(MARKER)? + MARKER.len()..];
     after.split_whitespace().next()?.parse().ok()
+}
+
+/// How a guest's lines start in Bulkhead's log.
+pub fn guest_prefix(guest: &str) -> String {
+    format!("[{guest}] ")
 }
 
 /// Follows one serial log file while an emulator writes it.
@@ -60,12 +74,13 @@ pub struct Watch {
 }
 
 impl Watch {
-    /// Starts following `log`. The emulator's start is taken as the last moment the file was
-    /// (re)created: the scenario runner deletes a case's log just before starting it.
-    pub fn start(log: PathBuf) -> Self {
+    /// Starts following `log` for a marker line starting with `prefix`. The emulator's start
+    /// is taken as the last moment the file was (re)created: the scenario runner deletes a
+    /// case's log just before starting it.
+    pub fn start(log: PathBuf, prefix: String) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let handle = std::thread::spawn(move || follow(&log, &flag));
+        let handle = std::thread::spawn(move || follow(&log, &prefix, &flag));
         Self { stop, handle }
     }
 
@@ -76,7 +91,7 @@ impl Watch {
     }
 }
 
-fn follow(log: &Path, stop: &AtomicBool) -> BootTime {
+fn follow(log: &Path, prefix: &str, stop: &AtomicBool) -> BootTime {
     let mut created: Option<Instant> = None;
     let mut last_len: Option<u64> = None;
     while !stop.load(Ordering::Relaxed) {
@@ -91,9 +106,9 @@ fn follow(log: &Path, stop: &AtomicBool) -> BootTime {
             if Some(new) != last_len {
                 let text = std::fs::read(log).unwrap_or_default();
                 let text = String::from_utf8_lossy(&text);
-                if text.contains(MARKER) {
+                if marker_line(&text, prefix).is_some() {
                     return BootTime {
-                        uptime_s: uptime_in(&text),
+                        uptime_s: uptime_in(&text, prefix),
                         wall_s: Some(start.elapsed().as_secs_f64()),
                     };
                 }
@@ -120,7 +135,10 @@ impl CaseWatches {
         let watches = cases
             .into_iter()
             .filter(|(_, manifest)| manifest.is_some_and(|m| super::needed_by(m).is_some()))
-            .map(|(name, _)| (name.to_owned(), Watch::start(log_of(name))))
+            .map(|(name, _)| {
+                let watch = Watch::start(log_of(name), guest_prefix(TIMED_GUEST));
+                (name.to_owned(), watch)
+            })
             .collect();
         Self { watches }
     }
@@ -133,7 +151,10 @@ impl CaseWatches {
         }
         println!("==== time to Linux userspace");
         for (name, watch) in self.watches {
-            println!("xtask: linux: Bulkhead ({name}): {}", watch.finish());
+            println!(
+                "xtask: linux: Bulkhead (guest `{TIMED_GUEST}` in {name}): {}",
+                watch.finish()
+            );
         }
         let plain = super::ensure(super::Options::default()).and_then(|a| boot_plain_qemu(&a));
         match plain {
@@ -178,7 +199,7 @@ pub fn boot_plain_qemu(artifacts: &Artifacts) -> Result<BootTime, String> {
     let log = super::dir().join("plain-qemu.log");
     let _ = std::fs::remove_file(&log);
     let args = plain_qemu_args(artifacts, &log);
-    let watch = Watch::start(log.clone());
+    let watch = Watch::start(log.clone(), String::new());
     let mut child = Command::new("qemu-system-x86_64")
         .args(&args)
         .stdin(Stdio::null())
@@ -201,7 +222,7 @@ pub fn boot_plain_qemu(artifacts: &Artifacts) -> Result<BootTime, String> {
     let time = watch.finish();
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     let time = BootTime {
-        uptime_s: time.uptime_s.or_else(|| uptime_in(&text)),
+        uptime_s: time.uptime_s.or_else(|| uptime_in(&text, "")),
         ..time
     };
     if time.uptime_s.is_none() {
@@ -225,10 +246,11 @@ mod tests {
 
     #[test]
     fn the_uptime_is_read_from_the_marker_line() {
-        let log = "boot\n[linux] LINUX USERSPACE up 2.53 0.01\nmore\n";
-        assert_eq!(uptime_in(log), Some(2.53));
-        assert_eq!(uptime_in("LINUX USERSPACE up soon"), None);
-        assert_eq!(uptime_in("nothing"), None);
+        let log = "boot\n[peer] LINUX USERSPACE up 2.70 s\n[linux] LINUX USERSPACE up 2.53 s\n";
+        assert_eq!(uptime_in(log, "[linux] "), Some(2.53));
+        assert_eq!(uptime_in(log, ""), Some(2.70));
+        assert_eq!(uptime_in("LINUX USERSPACE up soon", ""), None);
+        assert_eq!(uptime_in("nothing", ""), None);
     }
 
     #[test]
@@ -237,11 +259,11 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("case.log");
         let _ = std::fs::remove_file(&log);
-        let watch = Watch::start(log.clone());
+        let watch = Watch::start(log.clone(), guest_prefix("linux"));
         std::thread::sleep(POLL * 3);
-        std::fs::write(&log, "firmware\n").unwrap();
+        std::fs::write(&log, "firmware\n[peer] LINUX USERSPACE up 1.00 s\n").unwrap();
         std::thread::sleep(POLL * 5);
-        std::fs::write(&log, "firmware\nLINUX USERSPACE up 1.50 0.00\n").unwrap();
+        std::fs::write(&log, "firmware\n[linux] LINUX USERSPACE up 1.50 s\n").unwrap();
         std::thread::sleep(POLL * 5);
         let time = watch.finish();
         assert_eq!(time.uptime_s, Some(1.5));
