@@ -93,7 +93,8 @@ impl Watch {
 
 fn follow(log: &Path, prefix: &str, stop: &AtomicBool) -> BootTime {
     let mut created: Option<Instant> = None;
-    let mut last_len: Option<u64> = None;
+    // A log already there is a previous run's: only a new or truncated file counts.
+    let mut last_len: Option<u64> = std::fs::metadata(log).ok().map(|m| m.len());
     while !stop.load(Ordering::Relaxed) {
         let len = std::fs::metadata(log).ok().map(|m| m.len());
         match (last_len, len) {
@@ -259,11 +260,21 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("case.log");
         let _ = std::fs::remove_file(&log);
+        std::fs::write(&log, "[linux] LINUX USERSPACE up 9.00 s\n").unwrap();
         let watch = Watch::start(log.clone(), guest_prefix("linux"));
+        std::thread::sleep(POLL * 3);
+        std::fs::remove_file(&log).unwrap();
         std::thread::sleep(POLL * 3);
         std::fs::write(&log, "firmware\n[peer] LINUX USERSPACE up 1.00 s\n").unwrap();
         std::thread::sleep(POLL * 5);
-        std::fs::write(&log, "firmware\n[linux] LINUX USERSPACE up 1.50 s\n").unwrap();
+        // Appended, as an emulator writes (a rewrite would look like a new run).
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&log)
+            .and_then(|mut f| {
+                std::io::Write::write_all(&mut f, b"[linux] LINUX USERSPACE up 1.50 s\n")
+            })
+            .unwrap();
         std::thread::sleep(POLL * 5);
         let time = watch.finish();
         assert_eq!(time.uptime_s, Some(1.5));
