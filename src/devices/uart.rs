@@ -52,7 +52,18 @@ impl Default for Uart {
 impl Uart {
     /// A UART after reset.
     pub fn new() -> Self {
-        Self { ier: 0, lcr: 0, mcr: 0, scr: 0, fcr: 0, dll: 1, dlm: 0, thr_empty_pending: false, rx: VecDeque::new(), line: Vec::new() }
+        Self {
+            ier: 0,
+            lcr: 0,
+            mcr: 0,
+            scr: 0,
+            fcr: 0,
+            dll: 1,
+            dlm: 0,
+            thr_empty_pending: false,
+            rx: VecDeque::new(),
+            line: Vec::new(),
+        }
     }
 
     /// Guest IN from register `offset` (0–7).
@@ -64,7 +75,11 @@ impl Uart {
             1 if dlab => self.dlm,
             1 => self.ier,
             2 => {
-                let fifo = if self.fcr & FCR_ENABLE != 0 { IIR_FIFO_ENABLED } else { 0 };
+                let fifo = if self.fcr & FCR_ENABLE != 0 {
+                    IIR_FIFO_ENABLED
+                } else {
+                    0
+                };
                 fifo | if self.ier & IER_RX_AVAILABLE != 0 && !self.rx.is_empty() {
                     IIR_RX_AVAILABLE
                 } else if self.ier & IER_THR_EMPTY != 0 && self.thr_empty_pending {
@@ -77,7 +92,15 @@ impl Uart {
             }
             3 => self.lcr,
             4 => self.mcr,
-            5 => LSR_THR_EMPTY | LSR_TX_EMPTY | if self.rx.is_empty() { 0 } else { LSR_DATA_READY },
+            5 => {
+                LSR_THR_EMPTY
+                    | LSR_TX_EMPTY
+                    | if self.rx.is_empty() {
+                        0
+                    } else {
+                        LSR_DATA_READY
+                    }
+            }
             6 => {
                 if self.mcr & MCR_LOOPBACK != 0 {
                     // Loopback: DTR→DSR, RTS→CTS, OUT1→RI, OUT2→DCD.
@@ -154,7 +177,8 @@ impl Uart {
 
     /// Whether the UART's interrupt line is asserted.
     pub fn irq_pending(&self) -> bool {
-        (self.ier & IER_RX_AVAILABLE != 0 && !self.rx.is_empty()) || (self.ier & IER_THR_EMPTY != 0 && self.thr_empty_pending)
+        (self.ier & IER_RX_AVAILABLE != 0 && !self.rx.is_empty())
+            || (self.ier & IER_THR_EMPTY != 0 && self.thr_empty_pending)
     }
 }
 
