@@ -157,7 +157,7 @@ fn build_guest(
     let slots: Vec<u32> = devices.virtio.devices().map(|d| d.slot).collect();
     let mut cmdline = g.cmdline.clone();
     let kernel = image_of(info, &g.kernel)?;
-    let linux = is_linux(kernel, g.format);
+    let linux = g.format == KernelFormat::Linux || loader::is_linux(kernel);
     if linux && !cmdline.contains("tsc_early_khz=") {
         // Linux would calibrate the TSC against a PIT, which guests do not have: tell it.
         cmdline = alloc::format!("{cmdline} tsc_early_khz={}", time::tsc_khz())
@@ -215,16 +215,6 @@ fn build_guest(
     // Check the image loads now, so a bad image is refused before any guest starts.
     guest.prepare()?;
     Ok(guest)
-}
-
-/// Whether `kernel` boots through the Linux boot protocol (a bzImage, or `format = "linux"`).
-fn is_linux(kernel: &[u8], format: KernelFormat) -> bool {
-    const HDRS_OFFSET: usize = 0x202;
-    match format {
-        KernelFormat::Linux => true,
-        KernelFormat::Elf => false,
-        KernelFormat::Auto => kernel.get(HDRS_OFFSET..HDRS_OFFSET + 4) == Some(b"HdrS"),
-    }
 }
 
 fn image_of(info: &BootInfo, path: &str) -> Result<&'static [u8], String> {

@@ -29,6 +29,8 @@ const SHT_NOTE: u32 = 7;
 
 /// Xen `public/elfnote.h`: the 32-bit physical entry point of a PVH kernel.
 const XEN_ELFNOTE_PHYS32_ENTRY: u32 = 18;
+/// `XEN_ELFNOTE_GUEST_OS`: the kernel's name (Xen's elfnote.h).
+const XEN_ELFNOTE_GUEST_OS: u32 = 6;
 const XEN_NOTE_NAME: &[u8] = b"Xen";
 /// namesz, descsz, type.
 const NOTE_HEADER_SIZE: u64 = 12;
@@ -261,6 +263,23 @@ impl<'a> ElfImage<'a> {
         Err(LoadError::PvhNoteMissing)
     }
 
+    /// The `XEN_ELFNOTE_GUEST_OS` string ("linux" for Linux's vmlinux), from PT_NOTE segments.
+    pub(crate) fn guest_os(&self) -> Option<&'a [u8]> {
+        (0..self.phnum).find_map(|index| {
+            let ph = self.program_header(index).ok()?;
+            if ph.p_type != PT_NOTE {
+                return None;
+            }
+            let part = ImagePart::NoteSegment(index);
+            let notes = self.image.slice(part, ph.offset, ph.filesz).ok()?;
+            walk_notes(notes, ph.align, part, ph.offset, |name, n_type, desc| {
+                (n_type == XEN_ELFNOTE_GUEST_OS && name == XEN_NOTE_NAME).then_some(trim_nul(desc))
+            })
+            .ok()
+            .flatten()
+        })
+    }
+
     fn pvh_entry_in_section(&self, index: u16) -> Result<Option<u32>, LoadError> {
         let part = ImagePart::SectionHeader(index);
         if self.shentsize != SHDR_SIZE {
@@ -310,14 +329,30 @@ fn expect<T: Copy + PartialEq + Into<u64>>(
     }
 }
 
-/// Walks the notes in `notes` (gABI "Note Section": namesz, descsz, type, name, desc, each of
-/// name and desc padded to the alignment) for the PVH entry note.
+/// The PVH entry note among `notes`.
 fn find_pvh_note(
     notes: &[u8],
     align: u64,
     part: ImagePart,
     base_offset: u64,
 ) -> Result<Option<u32>, LoadError> {
+    walk_notes(notes, align, part, base_offset, |name, n_type, desc| {
+        (n_type == XEN_ELFNOTE_PHYS32_ENTRY && name == XEN_NOTE_NAME)
+            .then(|| pvh_entry_from_desc(desc))
+    })
+    .and_then(|found| found.transpose())
+}
+
+/// Walks the notes in `notes` (gABI "Note Section": namesz, descsz, type, name, desc, each of
+/// name and desc padded to the alignment), calling `visit(name, type, desc)` until it returns
+/// something.
+fn walk_notes<'n, T>(
+    notes: &'n [u8],
+    align: u64,
+    part: ImagePart,
+    base_offset: u64,
+    mut visit: impl FnMut(&'n [u8], u32, &'n [u8]) -> Option<T>,
+) -> Result<Option<T>, LoadError> {
     // Notes are 4-byte aligned in practice; 8 only where the producer asked for it.
     let pad = if align == 8 { 8 } else { 4 };
     let region = Image::new(notes);
@@ -340,8 +375,8 @@ fn find_pvh_note(
         let desc = region
             .slice(part, desc_at, descsz)
             .map_err(|_| malformed(at))?;
-        if n_type == XEN_ELFNOTE_PHYS32_ENTRY && trim_nul(name) == XEN_NOTE_NAME {
-            return pvh_entry_from_desc(desc).map(Some);
+        if let Some(found) = visit(trim_nul(name), n_type, desc) {
+            return Ok(Some(found));
         }
         at = next;
     }

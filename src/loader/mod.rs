@@ -81,6 +81,14 @@ pub struct BootSetup {
     pub rsdp: Option<GuestPhysAddr>,
 }
 
+/// Whether `kernel` is Linux: a bzImage ("HdrS" at 0x202), or an ELF vmlinux whose Xen
+/// `GUEST_OS` note says "linux". The hypervisor gives Linux what it needs on its command line.
+pub fn is_linux(kernel: &[u8]) -> bool {
+    const HDRS_OFFSET: usize = 0x202;
+    kernel.get(HDRS_OFFSET..HDRS_OFFSET + 4) == Some(b"HdrS")
+        || elf::ElfImage::parse(kernel).ok().and_then(|e| e.guest_os()) == Some(b"linux".as_slice())
+}
+
 /// Loads `req.kernel` into the guest RAM `mem`, laid out as `ram`.
 ///
 /// `mem` must hold all of `ram` and should be zeroed; the loader writes only the kernel, the

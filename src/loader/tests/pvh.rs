@@ -451,3 +451,19 @@ fn truncations_and_corruptions_never_panic() {
         let _ = load(&mem, &MIB16, &request(&bad));
     }
 }
+
+#[test]
+fn linux_is_recognised_by_its_guest_os_note_or_bzimage_header() {
+    let mut notes = pvh_note(KERNEL_ENTRY);
+    notes.extend(note(b"Xen\0", 6, b"linux\0"));
+    let vmlinux = ElfBuilder::new()
+        .segment(Segment::load(KERNEL_BASE, vec![0x90; 0x1000], 0x1000))
+        .segment(Segment::note(notes))
+        .build();
+    assert!(crate::loader::is_linux(&vmlinux));
+    assert!(!crate::loader::is_linux(&standard_elf().build()), "a test guest is not Linux");
+    let mut bz = vec![0u8; 0x400];
+    bz[0x202..0x206].copy_from_slice(b"HdrS");
+    assert!(crate::loader::is_linux(&bz));
+    assert!(!crate::loader::is_linux(b"\x7fELF"), "a truncated image is not Linux");
+}
