@@ -7,7 +7,7 @@ use alloc::vec::Vec;
 
 use super::guest::{CrashPolicy, Guest};
 use super::host::MachineHost;
-use super::storage::DiskImage;
+use super::storage::disk_copy;
 use crate::addr::{HostPhysAddr, LARGE_PAGE_SIZE};
 use crate::arch::x86_64::guest_ram::GuestRam;
 use crate::arch::x86_64::page_tables::{self, FrameTables};
@@ -105,7 +105,7 @@ fn build_guest(
         let module = info
             .module(&d.image)
             .ok_or_else(|| alloc::format!("disk image {:?} was not loaded", d.image))?;
-        let image = DiskImage::copy_of(memory::module_bytes(module))
+        let image = disk_copy(memory::module_bytes(module))
             .map_err(|e| alloc::format!("disk {:?}: {e}", d.image))?;
         let mut serial = [0u8; 20];
         let id = alloc::format!("{}-disk{i}", g.name);

@@ -82,9 +82,11 @@ pub trait BlockStorage: Send {
     }
 }
 
-impl BlockStorage for Vec<u8> {
+/// Any byte buffer the device owns is a disk: a `Vec<u8>` in tests, the hypervisor's private
+/// copy of a disk image (`&'static mut [u8]`) on bare metal.
+impl<T: AsRef<[u8]> + AsMut<[u8]> + Send> BlockStorage for T {
     fn len_bytes(&self) -> u64 {
-        self.len() as u64
+        self.as_ref().len() as u64
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
@@ -94,6 +96,7 @@ impl BlockStorage for Vec<u8> {
         };
         let start = usize::try_from(offset).map_err(|_| err)?;
         let src = self
+            .as_ref()
             .get(start..)
             .and_then(|s| s.get(..buf.len()))
             .ok_or(err)?;
@@ -108,6 +111,7 @@ impl BlockStorage for Vec<u8> {
         };
         let start = usize::try_from(offset).map_err(|_| err)?;
         let dst = self
+            .as_mut()
             .get_mut(start..)
             .and_then(|s| s.get_mut(..data.len()))
             .ok_or(err)?;
