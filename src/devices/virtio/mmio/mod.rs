@@ -319,12 +319,15 @@ impl<D: VirtioDevice> MmioTransport<D> {
     }
 
     fn write_status(&mut self, v: u32, mem: &dyn GuestMemory) -> Option<MmioEffect> {
+        const STATUS_BITS: u32 = 0xFF;
         if v == 0 {
             self.reset();
             return Some(MmioEffect::default());
         }
         let old = self.status;
-        // NEEDS_RESET is the device's to set; a driver may only add bits until it resets.
+        // The device status field is 8 bits (virtio 1.2 §2.1); NEEDS_RESET is the device's to
+        // set; a driver may only add bits until it resets.
+        let v = v & STATUS_BITS;
         let mut new = (v & !status::DEVICE_NEEDS_RESET) | (old & status::DEVICE_NEEDS_RESET);
         if old & !new != 0 {
             self.warn(format_args!(

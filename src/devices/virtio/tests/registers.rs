@@ -199,3 +199,15 @@ fn queue_ready_before_features_ok_is_refused() {
     assert_eq!(drv.read_reg(&mut t, reg::QUEUE_READY), 0);
     assert_eq!(t.status() & status::DEVICE_NEEDS_RESET, 0);
 }
+
+#[test]
+fn status_keeps_only_its_eight_bits() {
+    let mut t = blk(false);
+    let drv = MockDriver::new(RAM_BYTES);
+    let _ = drv.write_reg(&mut t, reg::STATUS, 0xFFFF_FF01);
+    assert_eq!(
+        drv.read_reg(&mut t, reg::STATUS),
+        0x01,
+        "bits above 7 are not status"
+    );
+}
