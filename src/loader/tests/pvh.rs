@@ -461,9 +461,15 @@ fn linux_is_recognised_by_its_guest_os_note_or_bzimage_header() {
         .segment(Segment::note(notes))
         .build();
     assert!(crate::loader::is_linux(&vmlinux));
-    assert!(!crate::loader::is_linux(&standard_elf().build()), "a test guest is not Linux");
+    assert!(
+        !crate::loader::is_linux(&standard_elf().build()),
+        "a test guest is not Linux"
+    );
     let mut bz = vec![0u8; 0x400];
     bz[0x202..0x206].copy_from_slice(b"HdrS");
     assert!(crate::loader::is_linux(&bz));
-    assert!(!crate::loader::is_linux(b"\x7fELF"), "a truncated image is not Linux");
+    assert!(
+        !crate::loader::is_linux(b"\x7fELF"),
+        "a truncated image is not Linux"
+    );
 }
