@@ -97,54 +97,31 @@ fn x86_is_leaf(raw: u64, level: u8) -> bool {
 }
 
 /// The hypervisor's own page tables: supervisor-only (U=0 everywhere), NX honoured.
-#[derive(Clone, Copy, Debug)]
-pub enum HostEntry {}
-
-impl Entry for HostEntry {
-    const NAME: &'static str = "host";
-
-    fn check_flags(flags: MapFlags) -> Result<(), PagingError> {
-        x86_check(flags)
-    }
-    fn table(next: HostPhysAddr) -> u64 {
-        (next.as_u64() & ADDR_MASK_4K) | X86_PRESENT | X86_WRITABLE
-    }
-    fn leaf(phys: HostPhysAddr, flags: MapFlags, size: PageSize) -> u64 {
-        x86_leaf(phys, flags, size, 0)
-    }
-    fn is_present(raw: u64) -> bool {
-        raw & X86_PRESENT != 0
-    }
-    fn is_leaf(raw: u64, level: u8) -> bool {
-        x86_is_leaf(raw, level)
-    }
-    fn table_addr(raw: u64) -> HostPhysAddr {
-        HostPhysAddr::new(raw & ADDR_MASK_4K)
-    }
-    fn leaf_addr(raw: u64, size: PageSize) -> HostPhysAddr {
-        HostPhysAddr::new(raw & addr_mask(size))
-    }
-    fn leaf_flags(raw: u64, _size: PageSize) -> MapFlags {
-        x86_flags(raw)
-    }
-}
+pub type HostEntry = X86Entry<false>;
 
 /// AMD nested page tables: the x86-64 format, with U=1 in every entry because the processor
 /// treats every nested-table access as a user access (AMD APM vol.2 §15.25.5).
-#[derive(Clone, Copy, Debug)]
-pub enum NptEntry {}
+pub type NptEntry = X86Entry<true>;
 
-impl Entry for NptEntry {
-    const NAME: &'static str = "NPT";
+/// The x86-64 4-level format; `USER` sets U in every entry (NPT) or in none (host tables).
+#[derive(Clone, Copy, Debug)]
+pub enum X86Entry<const USER: bool> {}
+
+impl<const USER: bool> X86Entry<USER> {
+    const USER_BIT: u64 = if USER { X86_USER } else { 0 };
+}
+
+impl<const USER: bool> Entry for X86Entry<USER> {
+    const NAME: &'static str = if USER { "NPT" } else { "host" };
 
     fn check_flags(flags: MapFlags) -> Result<(), PagingError> {
         x86_check(flags)
     }
     fn table(next: HostPhysAddr) -> u64 {
-        (next.as_u64() & ADDR_MASK_4K) | X86_PRESENT | X86_WRITABLE | X86_USER
+        (next.as_u64() & ADDR_MASK_4K) | X86_PRESENT | X86_WRITABLE | Self::USER_BIT
     }
     fn leaf(phys: HostPhysAddr, flags: MapFlags, size: PageSize) -> u64 {
-        x86_leaf(phys, flags, size, X86_USER)
+        x86_leaf(phys, flags, size, Self::USER_BIT)
     }
     fn is_present(raw: u64) -> bool {
         raw & X86_PRESENT != 0

@@ -90,34 +90,32 @@ impl<T: AsRef<[u8]> + AsMut<[u8]> + Send> BlockStorage for T {
     }
 
     fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> Result<(), StorageError> {
-        let err = StorageError {
-            offset,
-            len: buf.len() as u64,
-        };
-        let start = usize::try_from(offset).map_err(|_| err)?;
-        let src = self
-            .as_ref()
-            .get(start..)
-            .and_then(|s| s.get(..buf.len()))
-            .ok_or(err)?;
-        buf.copy_from_slice(src);
+        let range = byte_range(offset, buf.len(), self.as_ref().len())?;
+        buf.copy_from_slice(&self.as_ref()[range]);
         Ok(())
     }
 
     fn write_at(&mut self, offset: u64, data: &[u8]) -> Result<(), StorageError> {
-        let err = StorageError {
-            offset,
-            len: data.len() as u64,
-        };
-        let start = usize::try_from(offset).map_err(|_| err)?;
-        let dst = self
-            .as_mut()
-            .get_mut(start..)
-            .and_then(|s| s.get_mut(..data.len()))
-            .ok_or(err)?;
-        dst.copy_from_slice(data);
+        let range = byte_range(offset, data.len(), self.as_ref().len())?;
+        self.as_mut()[range].copy_from_slice(data);
         Ok(())
     }
+}
+
+/// `[offset, offset + len)` as an index range into a buffer of `total` bytes, or the error that
+/// names the access when it does not fit.
+fn byte_range(
+    offset: u64,
+    len: usize,
+    total: usize,
+) -> Result<core::ops::Range<usize>, StorageError> {
+    let err = StorageError {
+        offset,
+        len: len as u64,
+    };
+    let start = usize::try_from(offset).map_err(|_| err)?;
+    let end = start.checked_add(len).filter(|&e| e <= total).ok_or(err)?;
+    Ok(start..end)
 }
 
 /// How a block device is presented.
