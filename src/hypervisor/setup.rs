@@ -164,6 +164,11 @@ fn build_guest(
             .trim()
             .to_string();
     }
+    if linux && !cmdline.contains("pci=") {
+        // There is no PCI here. Without `pci=off` Linux's early quirks still scan bus 0
+        // through conf1 (about 33,000 port exits per boot, a quarter of all exits).
+        cmdline = alloc::format!("{cmdline} pci=off").trim().to_string();
+    }
     if !slots.is_empty() && !linux && !cmdline.contains("virtio=") {
         // Test guests find their devices here; Linux finds them in the DSDT.
         let list: Vec<String> = devices
