@@ -134,6 +134,7 @@ fn build_guest(
             continue;
         };
         let port = switches[sw].add_port();
+        devices.switch_ports.push((switches[sw].clone(), port.id()));
         // Frames for this guest wait in the port's inbox until its boot vCPU's CPU drains them
         // after an exit: wake that CPU when the first one arrives.
         let wake_cpu = g.cpus.first().map_or(0, |&c| c as usize);

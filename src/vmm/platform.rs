@@ -1,11 +1,13 @@
 //! The devices one guest's vCPUs share: its UART, I/O APIC, virtio-mmio bus, and the interrupt
 //! messages they produce on the way to the local APICs.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::addr::{GuestPhysAddr, PAGE_SIZE};
 use crate::devices::ioapic::{Delivery, IoApic};
 use crate::devices::rtc::Rtc;
+use crate::devices::switch::{PortId, Switch};
 use crate::devices::uart::Uart;
 use crate::devices::virtio::bus::VirtioBus;
 use crate::guest_mem::GuestMemory;
@@ -30,6 +32,8 @@ pub struct GuestDevices {
     pub unassigned_io: u64,
     /// Accesses to guest-physical addresses with nothing behind them.
     pub unassigned_mmio: u64,
+    /// The switch ports of the guest's network cards, for handing frames to their peers.
+    pub switch_ports: Vec<(Arc<Switch>, PortId)>,
 }
 
 impl Default for GuestDevices {
@@ -42,6 +46,7 @@ impl Default for GuestDevices {
             deliveries: Vec::new(),
             unassigned_io: 0,
             unassigned_mmio: 0,
+            switch_ports: Vec::new(),
         }
     }
 }
