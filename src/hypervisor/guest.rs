@@ -5,11 +5,12 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use spin::Mutex;
 
 use super::host::MachineHost;
+use super::monitor;
 use crate::addr::HostPhysAddr;
 use crate::arch::x86_64::guest_ram::GuestRam;
 use crate::arch::x86_64::{apic, cpu, memory, percpu, smp, time};
@@ -29,6 +30,18 @@ pub enum State {
     Running = 1,
     Stopped = 2,
     Crashed = 3,
+    /// Stopped from the monitor; `restart` brings it back.
+    Held = 4,
+}
+
+/// What the monitor asks of a guest's boot vCPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum MonitorRequest {
+    /// Stop it (it can be restarted).
+    Stop = 1,
+    /// Start it again from its pristine images.
+    Restart = 2,
 }
 
 /// What to do when the guest crashes.
@@ -69,6 +82,10 @@ pub struct Guest {
     /// A stop an application processor ran into, for the boot vCPU to act on.
     stop_request: Mutex<Option<StopReason>>,
     has_stop_request: AtomicBool,
+    /// A [`MonitorRequest`] not yet acted on (0: none).
+    monitor_request: AtomicU8,
+    /// TSC when the guest last (re)started, for its uptime.
+    started_tsc: AtomicU64,
 }
 
 impl Guest {
@@ -111,6 +128,8 @@ impl Guest {
             generation: AtomicU32::new(0),
             stop_request: Mutex::new(None),
             has_stop_request: AtomicBool::new(false),
+            monitor_request: AtomicU8::new(0),
+            started_tsc: AtomicU64::new(0),
             stats: Mutex::new(ExitStats::default()),
             state: AtomicU8::new(State::Starting as u8),
             restarts: AtomicU32::new(0),
@@ -124,12 +143,39 @@ impl Guest {
             0 => State::Starting,
             1 => State::Running,
             2 => State::Stopped,
+            4 => State::Held,
             _ => State::Crashed,
         }
     }
 
     fn set_state(&self, s: State) {
+        if s == State::Running {
+            self.started_tsc.store(cpu::rdtsc(), Ordering::Release);
+        }
         self.state.store(s as u8, Ordering::Release);
+    }
+
+    /// TSC when the guest last started.
+    pub fn started_tsc(&self) -> u64 {
+        self.started_tsc.load(Ordering::Acquire)
+    }
+
+    /// Asks the guest's boot vCPU to stop or restart the guest (from any CPU).
+    pub fn request(&self, r: MonitorRequest) {
+        self.monitor_request.store(r as u8, Ordering::Release);
+        self.links.kick(0);
+    }
+
+    fn take_monitor_request(&self) -> Option<MonitorRequest> {
+        match self.monitor_request.swap(0, Ordering::AcqRel) {
+            1 => Some(MonitorRequest::Stop),
+            2 => Some(MonitorRequest::Restart),
+            _ => None,
+        }
+    }
+
+    fn has_monitor_request(&self) -> bool {
+        self.monitor_request.load(Ordering::Acquire) != 0
     }
 
     /// Whether the guest has stopped for good.
@@ -256,6 +302,8 @@ fn sipi_state(vector: u8) -> EntryState {
 
 /// How soon a vCPU comes back to devices whose work waits for guest buffers.
 const DEVICE_RETRY_MS: u64 = 1;
+/// How often a vCPU adds its exit counts to the guest's (what the monitor's `stats` shows).
+const STATS_MERGE_MS: u64 = 100;
 
 /// How one stretch of running a vCPU ended.
 enum Stretch {
@@ -301,7 +349,7 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
             if let Some(v) = guest.links.take_startup(index).sipi {
                 break v;
             }
-            cpu::wait_for_interrupt();
+            monitor::wait();
         };
         if guest.generation.load(Ordering::Acquire) != generation {
             continue;
@@ -328,10 +376,15 @@ fn run_stretch<V: Vcpu>(
     let generation = guest.generation.load(Ordering::Acquire);
     let mut armed: Option<u64> = None;
     let mut work_waiting = false;
+    let polls_input = monitor::is_poll_cpu();
+    let mut stats_merged_tsc = cpu::rdtsc();
     loop {
         if index == 0 {
             if let Some(reason) = guest.take_stop_request() {
                 return handle_stop(guest, vcpu, st, host, reason);
+            }
+            if let Some(request) = guest.take_monitor_request() {
+                return handle_monitor(guest, vcpu, st, host, request);
             }
         } else {
             if guest.is_finished() {
@@ -349,6 +402,12 @@ fn run_stretch<V: Vcpu>(
             let retry = cpu::rdtsc() + time::tsc_khz() * DEVICE_RETRY_MS;
             deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
         }
+        if polls_input {
+            // This CPU reads the serial line: come out of the guest often enough to look.
+            monitor::poll();
+            let next = monitor::next_poll_tsc();
+            deadline = Some(deadline.map_or(next, |d| d.min(next)));
+        }
         if deadline != armed {
             match deadline {
                 Some(t) => apic::arm_timer_at(t),
@@ -365,6 +424,12 @@ fn run_stretch<V: Vcpu>(
             interrupts::take_deliveries(st, &mut dev);
             next
         };
+        if cpu::rdtsc().wrapping_sub(stats_merged_tsc) > time::tsc_khz() * STATS_MERGE_MS {
+            // Publish this vCPU's exit counts for the monitor's `stats`.
+            guest.stats.lock().merge(&st.stats);
+            st.stats = ExitStats::default();
+            stats_merged_tsc = cpu::rdtsc();
+        }
         match next {
             Next::Resume => {}
             Next::Halt => {
@@ -373,20 +438,34 @@ fn run_stretch<V: Vcpu>(
                     log::info!("halted with interrupts off; only a reset wakes it");
                 }
                 while !interrupts::can_wake(vcpu, st, cpu::rdtsc()) {
-                    if (index == 0 && guest.has_stop_request.load(Ordering::Acquire))
+                    if (index == 0
+                        && (guest.has_stop_request.load(Ordering::Acquire)
+                            || guest.has_monitor_request()))
                         || (index != 0
                             && (guest.is_finished()
                                 || guest.generation.load(Ordering::Acquire) != generation))
                     {
                         break;
                     }
-                    let deadline = st.lapic().next_deadline_tsc();
+                    let mut deadline = st.lapic().next_deadline_tsc();
+                    if polls_input {
+                        let next = monitor::next_poll_tsc();
+                        deadline = Some(deadline.map_or(next, |d| d.min(next)));
+                    }
                     match deadline {
                         Some(t) => apic::arm_timer_at(t),
                         None => apic::disarm_timer(),
                     }
                     armed = None;
                     cpu::wait_for_interrupt();
+                    if polls_input {
+                        monitor::poll();
+                    }
+                    // Input or frames from other CPUs may be what wakes the guest: take them
+                    // in now, their interrupts end the halt.
+                    let mut dev = guest.devices.lock();
+                    work_waiting = dev.poll_virtio(&guest.ram);
+                    interrupts::take_deliveries(st, &mut dev);
                 }
             }
             Next::Stop(reason) if index == 0 => {
@@ -465,6 +544,43 @@ fn handle_stop<V: Vcpu>(
     }
 }
 
+/// vCPU 0 acts on the monitor's `stop` or `restart`.
+fn handle_monitor<V: Vcpu>(
+    guest: &Guest,
+    vcpu: &mut V,
+    st: &mut VcpuState,
+    host: &mut MachineHost,
+    request: MonitorRequest,
+) -> Result<Stretch, String> {
+    dispatch::flush_console(&mut guest.devices.lock(), host);
+    guest.stats.lock().merge(&st.stats);
+    st.stats = ExitStats::default();
+    if request == MonitorRequest::Restart {
+        log::info!("restarted from the monitor: starting again from its images");
+        restart(guest, vcpu, st)?;
+        return Ok(Stretch::Reset);
+    }
+    // Stop: application processors go back to waiting for a SIPI, this vCPU waits for
+    // `restart`; the guest counts as ended meanwhile (a test run may end here).
+    guest.generation.fetch_add(1, Ordering::AcqRel);
+    for i in 1..guest.links.count() {
+        guest.links.kick(i);
+    }
+    guest.set_state(State::Held);
+    log::info!("stopped from the monitor");
+    super::guest_held();
+    loop {
+        match guest.take_monitor_request() {
+            Some(MonitorRequest::Restart) => break,
+            Some(MonitorRequest::Stop) | None => monitor::wait(),
+        }
+    }
+    super::guest_resumed();
+    log::info!("restarted from the monitor: starting again from its images");
+    restart(guest, vcpu, st)?;
+    Ok(Stretch::Reset)
+}
+
 /// Starts `guest` again from its pristine images: application processors back to waiting for
 /// a SIPI, RAM zeroed and reloaded, vCPU, APICs and devices reset (disks keep what was written,
 /// as on a real reboot). Allocates nothing.
@@ -480,5 +596,6 @@ fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(
     vcpu.reset(&entry);
     *st = VcpuState::new(0, Arc::clone(&guest.links));
     guest.devices.lock().reset(&guest.ram, time::unix_now());
+    guest.set_state(State::Running);
     Ok(())
 }

@@ -13,6 +13,8 @@ pub enum Serial<'a> {
     Terminal,
     /// Serial written to a file; no monitor.
     File(&'a Path),
+    /// Serial on QEMU's stdin/stdout (pipes the runner reads and types into); no monitor.
+    Pipes,
 }
 
 /// One QEMU boot.
@@ -66,6 +68,7 @@ pub fn args(boot: &Boot) -> Result<Vec<OsString>, String> {
             spec.push(log);
             a.push(spec);
         }
+        Serial::Pipes => push(&["-monitor", "none", "-serial", "stdio"]),
     }
     if m.firmware == Firmware::Uefi {
         let vars = boot
@@ -165,5 +168,7 @@ mod tests {
         assert!(line.contains(&format!("readonly=on,file={}", sys::OVMF_CODE)));
         assert!(line.contains("unit=1,file=/t/vars.fd"));
         assert!(line.ends_with("-s -S"));
+        boot.serial = Serial::Pipes;
+        assert!(joined(&boot).contains("-monitor none -serial stdio"));
     }
 }
