@@ -70,6 +70,11 @@ impl GuestDevices {
         self.ioapic = IoApic::new(IOAPIC_ID);
         self.virtio.reset_all(mem);
         self.deliveries.clear();
+        // Input typed for the old run is not for the new one.
+        let _ = self.uart_input.take(usize::MAX);
+        if let Some(input) = &self.console_input {
+            let _ = input.take(usize::MAX);
+        }
     }
 
     /// Drives I/O APIC input `gsi` to `level`.
