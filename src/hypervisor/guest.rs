@@ -303,7 +303,7 @@ fn sipi_state(vector: u8) -> EntryState {
 /// How soon a vCPU comes back to devices whose work waits for guest buffers.
 const DEVICE_RETRY_MS: u64 = 1;
 /// How often a vCPU adds its exit counts to the guest's (what the monitor's `stats` shows).
-const STATS_MERGE_MS: u64 = 100;
+const STATS_MERGE_MS: u64 = 10;
 
 /// How one stretch of running a vCPU ended.
 enum Stretch {
