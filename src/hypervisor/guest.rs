@@ -86,6 +86,8 @@ pub struct Guest {
     monitor_request: AtomicU8,
     /// TSC when the guest last (re)started, for its uptime.
     started_tsc: AtomicU64,
+    /// vCPU 0 waits for the monitor's `restart` (the guest ended or was stopped).
+    is_restartable: AtomicBool,
 }
 
 impl Guest {
@@ -130,6 +132,7 @@ impl Guest {
             has_stop_request: AtomicBool::new(false),
             monitor_request: AtomicU8::new(0),
             started_tsc: AtomicU64::new(0),
+            is_restartable: AtomicBool::new(false),
             stats: Mutex::new(ExitStats::default()),
             state: AtomicU8::new(State::Starting as u8),
             restarts: AtomicU32::new(0),
@@ -174,6 +177,11 @@ impl Guest {
         }
     }
 
+    /// Whether the monitor's `restart` would start the guest again now.
+    pub fn is_restartable(&self) -> bool {
+        self.is_restartable.load(Ordering::Acquire)
+    }
+
     fn has_monitor_request(&self) -> bool {
         self.monitor_request.load(Ordering::Acquire) != 0
     }
@@ -205,12 +213,12 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
     let result = match caps {
         Caps::Svm(svm) => SvmVcpu::new(svm, guest.nested_root, guest.asid)
             .map_err(|e| alloc::format!("{e}"))
-            .and_then(|v| run_vcpu(guest, index, v)),
-        Caps::Vmx(_) => {
-            vmx::with_vcpu(guest.nested_root, guest.asid, |v| run_vcpu(guest, index, v))
-                .map_err(|e| alloc::format!("{e}"))
-                .and_then(|r| r)
-        }
+            .and_then(|v| run_vcpu(guest, index, v, on_stop)),
+        Caps::Vmx(_) => vmx::with_vcpu(guest.nested_root, guest.asid, |v| {
+            run_vcpu(guest, index, v, on_stop)
+        })
+        .map_err(|e| alloc::format!("{e}"))
+        .and_then(|r| r),
     };
     if let Err(why) = result {
         log::error!("{why}");
@@ -221,24 +229,41 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
             guest.request_stop(StopReason::Fatal(why));
         }
     }
+    // A vCPU only gets here when it failed: vCPU 0 otherwise waits for the monitor's restart.
     if index == 0 {
-        // Wake the application processors so they see the guest is done.
-        for i in 1..guest.links.count() {
-            guest.links.kick(i);
-        }
-        let stats = guest.stats.lock().summary();
-        log::info!(
-            "stopped ({:?}, status {}, {} restarts); exits {}",
-            guest.state(),
-            guest.exit_status.load(Ordering::Acquire),
-            guest.restarts.load(Ordering::Acquire),
-            stats
-        );
+        report_stopped(guest);
         percpu::set_guest_name(None);
         on_stop();
     } else {
         percpu::set_guest_name(None);
     }
+}
+
+/// The guest has ended: wake its application processors and print its summary.
+fn report_stopped(guest: &Guest) {
+    for i in 1..guest.links.count() {
+        guest.links.kick(i);
+    }
+    let stats = guest.stats.lock().summary();
+    log::info!(
+        "stopped ({:?}, status {}, {} restarts); exits {}",
+        guest.state(),
+        guest.exit_status.load(Ordering::Acquire),
+        guest.restarts.load(Ordering::Acquire),
+        stats
+    );
+}
+
+/// vCPU 0 of an ended or held guest waits for the monitor's `restart`.
+fn wait_for_restart(guest: &Guest) {
+    guest.is_restartable.store(true, Ordering::Release);
+    loop {
+        match guest.take_monitor_request() {
+            Some(MonitorRequest::Restart) => break,
+            Some(MonitorRequest::Stop) | None => monitor::wait(),
+        }
+    }
+    guest.is_restartable.store(false, Ordering::Release);
 }
 
 impl Guest {
@@ -314,7 +339,12 @@ enum Stretch {
 }
 
 /// The life of one vCPU, the same for every vendor.
-fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), String> {
+fn run_vcpu<V: Vcpu>(
+    guest: &Guest,
+    index: usize,
+    mut vcpu: V,
+    on_stop: &dyn Fn(),
+) -> Result<(), String> {
     let mut host = MachineHost::new(guest.name);
     // Host interrupts stay off in the run loop: a wake-up that arrives while an entry is being
     // prepared must end the next guest run at once, not be swallowed here (the vendor code
@@ -336,16 +366,22 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
             percpu::index(),
             guest.ram.size() >> 20
         );
-        while let Stretch::Reset = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {}
-        return Ok(());
+        loop {
+            while let Stretch::Reset = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {}
+            report_stopped(guest);
+            on_stop();
+            // Ended for good, unless the monitor starts it again (a test run may end first).
+            wait_for_restart(guest);
+            super::guest_resumed();
+            log::info!("restarted from the monitor: starting again from its images");
+            restart(guest, &mut vcpu, &mut st)?;
+        }
     }
     loop {
-        // An application processor: wait for INIT-SIPI (or for the guest to end).
+        // An application processor: wait for INIT-SIPI (also while the guest has ended: the
+        // monitor may restart it).
         let generation = guest.generation.load(Ordering::Acquire);
         let vector = loop {
-            if guest.is_finished() {
-                return Ok(());
-            }
             if let Some(v) = guest.links.take_startup(index).sipi {
                 break v;
             }
@@ -359,9 +395,7 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
             "vCPU {index} started by SIPI at {:#x}",
             u32::from(vector) << 12
         );
-        if let Stretch::Finished = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {
-            return Ok(());
-        }
+        run_stretch(guest, &mut vcpu, &mut st, &mut host)?;
     }
 }
 
@@ -569,12 +603,7 @@ fn handle_monitor<V: Vcpu>(
     guest.set_state(State::Held);
     log::info!("stopped from the monitor");
     super::guest_held();
-    loop {
-        match guest.take_monitor_request() {
-            Some(MonitorRequest::Restart) => break,
-            Some(MonitorRequest::Stop) | None => monitor::wait(),
-        }
-    }
+    wait_for_restart(guest);
     super::guest_resumed();
     log::info!("restarted from the monitor: starting again from its images");
     restart(guest, vcpu, st)?;

@@ -268,15 +268,14 @@ impl Monitor {
             }
             Command::Restart(name) => {
                 let Some(g) = self.guest(name) else { return };
-                match g.state() {
-                    State::Running | State::Starting | State::Held => {
-                        g.request(MonitorRequest::Restart);
-                        say(&alloc::format!("restarting {name} from its images"));
-                    }
-                    State::Stopped | State::Crashed => say(&alloc::format!(
-                        "error: {name} has ended for good (it exited or crashed); only a guest \
-                         stopped with `stop` can be restarted"
-                    )),
+                if g.is_restartable() || matches!(g.state(), State::Running | State::Starting) {
+                    g.request(MonitorRequest::Restart);
+                    say(&alloc::format!("restarting {name} from its images"));
+                } else {
+                    say(&alloc::format!(
+                        "error: {name} cannot be restarted now (it failed to set up or is \
+                         already restarting)"
+                    ));
                 }
             }
             Command::Log(level) => {
