@@ -11,6 +11,9 @@ use spin::Mutex;
 
 use super::host::MachineHost;
 use super::monitor;
+
+mod control;
+
 use crate::addr::HostPhysAddr;
 use crate::arch::x86_64::guest_ram::GuestRam;
 use crate::arch::x86_64::{apic, cpu, memory, percpu, smp, time};
@@ -21,6 +24,8 @@ use crate::virt::{Caps, EntryState, Segment, Vcpu};
 use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
 use crate::vmm::interrupts::{self, VcpuLinks};
 use crate::vmm::stats::ExitStats;
+pub use control::MonitorRequest;
+use control::{handle_monitor, report_stopped, wait_for_restart};
 
 /// Lifecycle of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,16 +37,6 @@ pub enum State {
     Crashed = 3,
     /// Stopped from the monitor; `restart` brings it back.
     Held = 4,
-}
-
-/// What the monitor asks of a guest's boot vCPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[repr(u8)]
-pub enum MonitorRequest {
-    /// Stop it (it can be restarted).
-    Stop = 1,
-    /// Start it again from its pristine images.
-    Restart = 2,
 }
 
 /// What to do when the guest crashes.
@@ -158,34 +153,6 @@ impl Guest {
         self.state.store(s as u8, Ordering::Release);
     }
 
-    /// TSC when the guest last started.
-    pub fn started_tsc(&self) -> u64 {
-        self.started_tsc.load(Ordering::Acquire)
-    }
-
-    /// Asks the guest's boot vCPU to stop or restart the guest (from any CPU).
-    pub fn request(&self, r: MonitorRequest) {
-        self.monitor_request.store(r as u8, Ordering::Release);
-        self.links.kick(0);
-    }
-
-    fn take_monitor_request(&self) -> Option<MonitorRequest> {
-        match self.monitor_request.swap(0, Ordering::AcqRel) {
-            1 => Some(MonitorRequest::Stop),
-            2 => Some(MonitorRequest::Restart),
-            _ => None,
-        }
-    }
-
-    /// Whether the monitor's `restart` would start the guest again now.
-    pub fn is_restartable(&self) -> bool {
-        self.is_restartable.load(Ordering::Acquire)
-    }
-
-    fn has_monitor_request(&self) -> bool {
-        self.monitor_request.load(Ordering::Acquire) != 0
-    }
-
     /// Whether the guest has stopped for good.
     pub fn is_finished(&self) -> bool {
         matches!(self.state(), State::Stopped | State::Crashed)
@@ -237,33 +204,6 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
     } else {
         percpu::set_guest_name(None);
     }
-}
-
-/// The guest has ended: wake its application processors and print its summary.
-fn report_stopped(guest: &Guest) {
-    for i in 1..guest.links.count() {
-        guest.links.kick(i);
-    }
-    let stats = guest.stats.lock().summary();
-    log::info!(
-        "stopped ({:?}, status {}, {} restarts); exits {}",
-        guest.state(),
-        guest.exit_status.load(Ordering::Acquire),
-        guest.restarts.load(Ordering::Acquire),
-        stats
-    );
-}
-
-/// vCPU 0 of an ended or held guest waits for the monitor's `restart`.
-fn wait_for_restart(guest: &Guest) {
-    guest.is_restartable.store(true, Ordering::Release);
-    loop {
-        match guest.take_monitor_request() {
-            Some(MonitorRequest::Restart) => break,
-            Some(MonitorRequest::Stop) | None => monitor::wait(),
-        }
-    }
-    guest.is_restartable.store(false, Ordering::Release);
 }
 
 impl Guest {
@@ -372,7 +312,7 @@ fn run_vcpu<V: Vcpu>(
             on_stop();
             // Ended for good, unless the monitor starts it again (a test run may end first).
             wait_for_restart(guest);
-            super::guest_resumed();
+            crate::hypervisor::guest_resumed();
             log::info!("restarted from the monitor: starting again from its images");
             restart(guest, &mut vcpu, &mut st)?;
         }
@@ -576,38 +516,6 @@ fn handle_stop<V: Vcpu>(
             }
         }
     }
-}
-
-/// vCPU 0 acts on the monitor's `stop` or `restart`.
-fn handle_monitor<V: Vcpu>(
-    guest: &Guest,
-    vcpu: &mut V,
-    st: &mut VcpuState,
-    host: &mut MachineHost,
-    request: MonitorRequest,
-) -> Result<Stretch, String> {
-    dispatch::flush_console(&mut guest.devices.lock(), host);
-    guest.stats.lock().merge(&st.stats);
-    st.stats = ExitStats::default();
-    if request == MonitorRequest::Restart {
-        log::info!("restarted from the monitor: starting again from its images");
-        restart(guest, vcpu, st)?;
-        return Ok(Stretch::Reset);
-    }
-    // Stop: application processors go back to waiting for a SIPI, this vCPU waits for
-    // `restart`; the guest counts as ended meanwhile (a test run may end here).
-    guest.generation.fetch_add(1, Ordering::AcqRel);
-    for i in 1..guest.links.count() {
-        guest.links.kick(i);
-    }
-    guest.set_state(State::Held);
-    log::info!("stopped from the monitor");
-    super::guest_held();
-    wait_for_restart(guest);
-    super::guest_resumed();
-    log::info!("restarted from the monitor: starting again from its images");
-    restart(guest, vcpu, st)?;
-    Ok(Stretch::Reset)
 }
 
 /// Starts `guest` again from its pristine images: application processors back to waiting for

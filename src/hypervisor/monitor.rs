@@ -59,11 +59,9 @@ fn say(line: &str) {
     crate::println!("{MONITOR_PREFIX}{line}");
 }
 
-/// `Ctrl-A` for the notices.
+/// `Ctrl-A` for the notices (the key's byte is 1 for A … 26 for Z).
 fn key_name(key: EscapeKey) -> String {
-    let text = alloc::format!("{key}");
-    let letter = text.chars().last().unwrap_or('a').to_ascii_uppercase();
-    alloc::format!("Ctrl-{letter}")
+    alloc::format!("Ctrl-{}", char::from(b'@' + key.byte()))
 }
 
 /// Starts routing typed input; the first guest has the focus.
