@@ -1,5 +1,6 @@
 //! The monitor's hold on a guest: `stop` and `restart` requests, how its boot vCPU acts on
-//! them, and waiting for a restart once the guest has ended.
+//! them, and waiting for a restart once the guest has ended. Logs keep the `guest:` target of
+//! the rest of the guest lifecycle.
 
 use alloc::string::String;
 use core::sync::atomic::Ordering;
@@ -57,6 +58,7 @@ pub(super) fn report_stopped(guest: &Guest) {
     }
     let stats = guest.stats.lock().summary();
     log::info!(
+        target: "guest",
         "stopped ({:?}, status {}, {} restarts); exits {}",
         guest.state(),
         guest.exit_status.load(Ordering::Acquire),
@@ -89,7 +91,10 @@ pub(super) fn handle_monitor<V: Vcpu>(
     guest.stats.lock().merge(&st.stats);
     st.stats = ExitStats::default();
     if request == MonitorRequest::Restart {
-        log::info!("restarted from the monitor: starting again from its images");
+        log::info!(
+            target: "guest",
+            "restarted from the monitor: starting again from its images"
+        );
         restart(guest, vcpu, st)?;
         return Ok(Stretch::Reset);
     }
@@ -100,11 +105,14 @@ pub(super) fn handle_monitor<V: Vcpu>(
         guest.links.kick(i);
     }
     guest.set_state(State::Held);
-    log::info!("stopped from the monitor");
+    log::info!(target: "guest", "stopped from the monitor");
     crate::hypervisor::guest_held();
     wait_for_restart(guest);
     crate::hypervisor::guest_resumed();
-    log::info!("restarted from the monitor: starting again from its images");
+    log::info!(
+        target: "guest",
+        "restarted from the monitor: starting again from its images"
+    );
     restart(guest, vcpu, st)?;
     Ok(Stretch::Reset)
 }
