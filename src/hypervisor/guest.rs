@@ -20,7 +20,7 @@ use crate::arch::x86_64::{apic, cpu, memory, percpu, smp, time};
 use crate::println;
 use crate::virt::svm::SvmVcpu;
 use crate::virt::vmx;
-use crate::virt::{Caps, EntryState, Segment, Vcpu};
+use crate::virt::{Caps, EntryState, Segment, Vcpu, VmExit};
 use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
 use crate::vmm::interrupts::{self, VcpuLinks};
 use crate::vmm::stats::ExitStats;
@@ -352,6 +352,7 @@ fn run_stretch<V: Vcpu>(
     let mut work_waiting = false;
     let polls_input = monitor::is_poll_cpu();
     let mut stats_merged_tsc = cpu::rdtsc();
+    let mut ports = Vec::new();
     loop {
         if index == 0 {
             if let Some(reason) = guest.take_stop_request() {
@@ -391,13 +392,22 @@ fn run_stretch<V: Vcpu>(
         }
         let exit = vcpu.run();
         log::trace!("exit {} at RIP {:#x}", exit.name(), vcpu.rip());
+        // A queue notification (MMIO) may have sent frames to other guests.
+        let may_have_sent = matches!(exit, VmExit::NestedFault { .. });
         let next = {
             let mut dev = guest.devices.lock();
             let next = dispatch::handle(vcpu, exit, st, &mut dev, &guest.ram, host);
             work_waiting = dev.poll_virtio(&guest.ram);
             interrupts::take_deliveries(st, &mut dev);
+            if may_have_sent {
+                ports.clone_from(&dev.switch_ports);
+            }
             next
         };
+        // Hand those frames over now, with this guest's devices unlocked (see switch.rs).
+        for (switch, id) in ports.drain(..) {
+            switch.deliver_pending(id);
+        }
         if cpu::rdtsc().wrapping_sub(stats_merged_tsc) > time::tsc_khz() * STATS_MERGE_MS {
             // Publish this vCPU's exit counts for the monitor's `stats`.
             guest.stats.lock().merge(&st.stats);

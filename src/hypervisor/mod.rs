@@ -83,6 +83,7 @@ pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
     GUESTS_RUNNING.store(guests.len(), Ordering::Release);
     let test = args.test;
     let all: Arc<Vec<Arc<Guest>>> = Arc::new(guests);
+    connect_switch_ports(&all);
     ALL_GUESTS.call_once(|| Arc::clone(&all));
     TEST_MODE.store(test, Ordering::Release);
     monitor::install(Arc::clone(&all), escape);
@@ -105,6 +106,25 @@ pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
         job();
     }
     idle()
+}
+
+/// Lets a sending guest's CPU put frames straight into its peers' receive queues: each port's
+/// deliverer serves its own guest's pending virtio work under that guest's device lock.
+fn connect_switch_ports(all: &[Arc<Guest>]) {
+    for g in all {
+        let ports = g.devices.lock().switch_ports.clone();
+        for (switch, id) in ports {
+            let guest = Arc::downgrade(g);
+            switch.set_deliverer(
+                id,
+                Arc::new(move || {
+                    if let Some(g) = guest.upgrade() {
+                        g.devices.lock().poll_virtio(&g.ram);
+                    }
+                }),
+            );
+        }
+    }
 }
 
 /// Called on a guest's CPU when it stops for good; the last one ends a test run. Guests' own

@@ -7,6 +7,7 @@ use alloc::vec::Vec;
 use crate::addr::{GuestPhysAddr, PAGE_SIZE};
 use crate::devices::ioapic::{Delivery, IoApic};
 use crate::devices::rtc::Rtc;
+use crate::devices::switch::{PortId, Switch};
 use crate::devices::uart::Uart;
 use crate::devices::virtio::bus::VirtioBus;
 use crate::devices::virtio::console::ConsoleInput;
@@ -36,6 +37,8 @@ pub struct GuestDevices {
     pub unassigned_io: u64,
     /// Accesses to guest-physical addresses with nothing behind them.
     pub unassigned_mmio: u64,
+    /// The switch ports of the guest's network cards, for handing frames to their peers.
+    pub switch_ports: Vec<(Arc<Switch>, PortId)>,
 }
 
 impl Default for GuestDevices {
@@ -50,6 +53,7 @@ impl Default for GuestDevices {
             deliveries: Vec::new(),
             unassigned_io: 0,
             unassigned_mmio: 0,
+            switch_ports: Vec::new(),
         }
     }
 }
