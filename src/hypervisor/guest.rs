@@ -5,11 +5,15 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use spin::Mutex;
 
 use super::host::MachineHost;
+use super::monitor;
+
+mod control;
+
 use crate::addr::HostPhysAddr;
 use crate::arch::x86_64::guest_ram::GuestRam;
 use crate::arch::x86_64::{apic, cpu, memory, percpu, smp, time};
@@ -20,6 +24,8 @@ use crate::virt::{Caps, EntryState, Segment, Vcpu, VmExit};
 use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
 use crate::vmm::interrupts::{self, VcpuLinks};
 use crate::vmm::stats::ExitStats;
+pub use control::MonitorRequest;
+use control::{handle_monitor, report_stopped, wait_for_restart};
 
 /// Lifecycle of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +35,8 @@ pub enum State {
     Running = 1,
     Stopped = 2,
     Crashed = 3,
+    /// Stopped from the monitor; `restart` brings it back.
+    Held = 4,
 }
 
 /// What to do when the guest crashes.
@@ -69,6 +77,12 @@ pub struct Guest {
     /// A stop an application processor ran into, for the boot vCPU to act on.
     stop_request: Mutex<Option<StopReason>>,
     has_stop_request: AtomicBool,
+    /// A [`MonitorRequest`] not yet acted on (0: none).
+    monitor_request: AtomicU8,
+    /// TSC when the guest last (re)started, for its uptime.
+    started_tsc: AtomicU64,
+    /// vCPU 0 waits for the monitor's `restart` (the guest ended or was stopped).
+    is_restartable: AtomicBool,
 }
 
 impl Guest {
@@ -111,6 +125,9 @@ impl Guest {
             generation: AtomicU32::new(0),
             stop_request: Mutex::new(None),
             has_stop_request: AtomicBool::new(false),
+            monitor_request: AtomicU8::new(0),
+            started_tsc: AtomicU64::new(0),
+            is_restartable: AtomicBool::new(false),
             stats: Mutex::new(ExitStats::default()),
             state: AtomicU8::new(State::Starting as u8),
             restarts: AtomicU32::new(0),
@@ -124,11 +141,15 @@ impl Guest {
             0 => State::Starting,
             1 => State::Running,
             2 => State::Stopped,
+            4 => State::Held,
             _ => State::Crashed,
         }
     }
 
     fn set_state(&self, s: State) {
+        if s == State::Running {
+            self.started_tsc.store(cpu::rdtsc(), Ordering::Release);
+        }
         self.state.store(s as u8, Ordering::Release);
     }
 
@@ -159,12 +180,12 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
     let result = match caps {
         Caps::Svm(svm) => SvmVcpu::new(svm, guest.nested_root, guest.asid)
             .map_err(|e| alloc::format!("{e}"))
-            .and_then(|v| run_vcpu(guest, index, v)),
-        Caps::Vmx(_) => {
-            vmx::with_vcpu(guest.nested_root, guest.asid, |v| run_vcpu(guest, index, v))
-                .map_err(|e| alloc::format!("{e}"))
-                .and_then(|r| r)
-        }
+            .and_then(|v| run_vcpu(guest, index, v, on_stop)),
+        Caps::Vmx(_) => vmx::with_vcpu(guest.nested_root, guest.asid, |v| {
+            run_vcpu(guest, index, v, on_stop)
+        })
+        .map_err(|e| alloc::format!("{e}"))
+        .and_then(|r| r),
     };
     if let Err(why) = result {
         log::error!("{why}");
@@ -175,19 +196,9 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
             guest.request_stop(StopReason::Fatal(why));
         }
     }
+    // A vCPU only gets here when it failed: vCPU 0 otherwise waits for the monitor's restart.
     if index == 0 {
-        // Wake the application processors so they see the guest is done.
-        for i in 1..guest.links.count() {
-            guest.links.kick(i);
-        }
-        let stats = guest.stats.lock().summary();
-        log::info!(
-            "stopped ({:?}, status {}, {} restarts); exits {}",
-            guest.state(),
-            guest.exit_status.load(Ordering::Acquire),
-            guest.restarts.load(Ordering::Acquire),
-            stats
-        );
+        report_stopped(guest);
         percpu::set_guest_name(None);
         on_stop();
     } else {
@@ -256,6 +267,8 @@ fn sipi_state(vector: u8) -> EntryState {
 
 /// How soon a vCPU comes back to devices whose work waits for guest buffers.
 const DEVICE_RETRY_MS: u64 = 1;
+/// How often a vCPU adds its exit counts to the guest's (what the monitor's `stats` shows).
+const STATS_MERGE_MS: u64 = 10;
 
 /// How one stretch of running a vCPU ended.
 enum Stretch {
@@ -266,7 +279,12 @@ enum Stretch {
 }
 
 /// The life of one vCPU, the same for every vendor.
-fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), String> {
+fn run_vcpu<V: Vcpu>(
+    guest: &Guest,
+    index: usize,
+    mut vcpu: V,
+    on_stop: &dyn Fn(),
+) -> Result<(), String> {
     let mut host = MachineHost::new(guest.name);
     // Host interrupts stay off in the run loop: a wake-up that arrives while an entry is being
     // prepared must end the next guest run at once, not be swallowed here (the vendor code
@@ -288,20 +306,26 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
             percpu::index(),
             guest.ram.size() >> 20
         );
-        while let Stretch::Reset = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {}
-        return Ok(());
+        loop {
+            while let Stretch::Reset = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {}
+            report_stopped(guest);
+            on_stop();
+            // Ended for good, unless the monitor starts it again (a test run may end first).
+            wait_for_restart(guest);
+            crate::hypervisor::guest_resumed();
+            log::info!("restarted from the monitor: starting again from its images");
+            restart(guest, &mut vcpu, &mut st)?;
+        }
     }
     loop {
-        // An application processor: wait for INIT-SIPI (or for the guest to end).
+        // An application processor: wait for INIT-SIPI (also while the guest has ended: the
+        // monitor may restart it).
         let generation = guest.generation.load(Ordering::Acquire);
         let vector = loop {
-            if guest.is_finished() {
-                return Ok(());
-            }
             if let Some(v) = guest.links.take_startup(index).sipi {
                 break v;
             }
-            cpu::wait_for_interrupt();
+            monitor::wait();
         };
         if guest.generation.load(Ordering::Acquire) != generation {
             continue;
@@ -311,9 +335,7 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
             "vCPU {index} started by SIPI at {:#x}",
             u32::from(vector) << 12
         );
-        if let Stretch::Finished = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {
-            return Ok(());
-        }
+        run_stretch(guest, &mut vcpu, &mut st, &mut host)?;
     }
 }
 
@@ -328,11 +350,16 @@ fn run_stretch<V: Vcpu>(
     let generation = guest.generation.load(Ordering::Acquire);
     let mut armed: Option<u64> = None;
     let mut work_waiting = false;
+    let polls_input = monitor::is_poll_cpu();
+    let mut stats_merged_tsc = cpu::rdtsc();
     let mut ports = Vec::new();
     loop {
         if index == 0 {
             if let Some(reason) = guest.take_stop_request() {
                 return handle_stop(guest, vcpu, st, host, reason);
+            }
+            if let Some(request) = guest.take_monitor_request() {
+                return handle_monitor(guest, vcpu, st, host, request);
             }
         } else {
             if guest.is_finished() {
@@ -349,6 +376,12 @@ fn run_stretch<V: Vcpu>(
             // Come back soon to hand the guest what it had no buffers for.
             let retry = cpu::rdtsc() + time::tsc_khz() * DEVICE_RETRY_MS;
             deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
+        }
+        if polls_input {
+            // This CPU reads the serial line: come out of the guest often enough to look.
+            monitor::poll();
+            let next = monitor::next_poll_tsc();
+            deadline = Some(deadline.map_or(next, |d| d.min(next)));
         }
         if deadline != armed {
             match deadline {
@@ -375,6 +408,12 @@ fn run_stretch<V: Vcpu>(
         for (switch, id) in ports.drain(..) {
             switch.deliver_pending(id);
         }
+        if cpu::rdtsc().wrapping_sub(stats_merged_tsc) > time::tsc_khz() * STATS_MERGE_MS {
+            // Publish this vCPU's exit counts for the monitor's `stats`.
+            guest.stats.lock().merge(&st.stats);
+            st.stats = ExitStats::default();
+            stats_merged_tsc = cpu::rdtsc();
+        }
         match next {
             Next::Resume => {}
             Next::Halt => {
@@ -383,20 +422,34 @@ fn run_stretch<V: Vcpu>(
                     log::info!("halted with interrupts off; only a reset wakes it");
                 }
                 while !interrupts::can_wake(vcpu, st, cpu::rdtsc()) {
-                    if (index == 0 && guest.has_stop_request.load(Ordering::Acquire))
+                    if (index == 0
+                        && (guest.has_stop_request.load(Ordering::Acquire)
+                            || guest.has_monitor_request()))
                         || (index != 0
                             && (guest.is_finished()
                                 || guest.generation.load(Ordering::Acquire) != generation))
                     {
                         break;
                     }
-                    let deadline = st.lapic().next_deadline_tsc();
+                    let mut deadline = st.lapic().next_deadline_tsc();
+                    if polls_input {
+                        let next = monitor::next_poll_tsc();
+                        deadline = Some(deadline.map_or(next, |d| d.min(next)));
+                    }
                     match deadline {
                         Some(t) => apic::arm_timer_at(t),
                         None => apic::disarm_timer(),
                     }
                     armed = None;
                     cpu::wait_for_interrupt();
+                    if polls_input {
+                        monitor::poll();
+                    }
+                    // Input or frames from other CPUs may be what wakes the guest: take them
+                    // in now, their interrupts end the halt.
+                    let mut dev = guest.devices.lock();
+                    work_waiting = dev.poll_virtio(&guest.ram);
+                    interrupts::take_deliveries(st, &mut dev);
                 }
             }
             Next::Stop(reason) if index == 0 => {
@@ -490,5 +543,6 @@ fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(
     vcpu.reset(&entry);
     *st = VcpuState::new(0, Arc::clone(&guest.links));
     guest.devices.lock().reset(&guest.ram, time::unix_now());
+    guest.set_state(State::Running);
     Ok(())
 }

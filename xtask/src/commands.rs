@@ -208,7 +208,7 @@ pub fn run(argv: Vec<String>) -> Result<ExitCode, String> {
                 ovmf_vars: vars.as_deref(),
                 gdb: false,
             })?;
-            println!("xtask: serial on this terminal; Ctrl-A X quits QEMU");
+            println!("xtask: serial on this terminal; Ctrl-A switches guest input and the monitor shell, Ctrl-] x quits QEMU");
             let status = command
                 .status()
                 .map_err(|e| format!("cannot start QEMU: {e}"))?;
