@@ -171,8 +171,10 @@ impl Monitor {
         }
     }
 
-    /// Hands the bytes gathered for one guest to its UART and virtio-console (each wakes the
-    /// guest's CPU, which takes them after its next exit).
+    /// Hands the bytes gathered for one guest to its console: the virtio-console once a driver
+    /// reads it, else the UART (giving both would echo every typed line twice in a Linux guest
+    /// whose kernel console is ttyS0 and whose shell is on hvc0). The guest's CPU is woken and
+    /// takes them after its next exit.
     fn flush(&self, batch: &mut Option<(usize, Vec<u8>)>) {
         let Some((index, bytes)) = batch.take() else {
             return;
@@ -180,17 +182,17 @@ impl Monitor {
         let Some(inputs) = self.inputs.get(index) else {
             return;
         };
-        let fitted = inputs.uart.push(&bytes);
+        let (fitted, device) = match &inputs.console {
+            Some(console) if console.has_reader() => (console.push(&bytes), "virtio-console"),
+            _ => (inputs.uart.push(&bytes), "UART"),
+        };
         if fitted < bytes.len() {
             log::warn!(
                 target: "monitor",
-                "{} bytes for {} dropped: its UART input is full",
+                "{} bytes for {} dropped: its {device} input is full",
                 bytes.len() - fitted,
                 self.name(index)
             );
-        }
-        if let Some(console) = &inputs.console {
-            console.push(&bytes);
         }
     }
 

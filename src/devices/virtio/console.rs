@@ -37,6 +37,8 @@ pub type ConsoleSink = Box<dyn FnMut(&[u8]) + Send>;
 pub struct ConsoleInput {
     bytes: Mutex<VecDeque<u8>>,
     pending: AtomicBool,
+    /// A driver posted receive buffers since the device was last reset: someone reads.
+    has_reader: AtomicBool,
     dropped: AtomicU64,
     waker: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
@@ -47,6 +49,7 @@ impl ConsoleInput {
         Arc::new(Self {
             bytes: Mutex::new(VecDeque::new()),
             pending: AtomicBool::new(false),
+            has_reader: AtomicBool::new(false),
             dropped: AtomicU64::new(0),
             waker: Mutex::new(None),
         })
@@ -73,6 +76,12 @@ impl ConsoleInput {
             }
         }
         accepted
+    }
+
+    /// Whether a driver has posted receive buffers since the last reset, so input pushed here
+    /// is read (a guest that never loaded its console driver would only hoard it).
+    pub fn has_reader(&self) -> bool {
+        self.has_reader.load(Ordering::Acquire)
     }
 
     /// Bytes dropped because the buffer was full.
@@ -228,7 +237,10 @@ impl VirtioDevice for Console {
     fn notify(&mut self, queue: u16, ctx: &mut DeviceCtx<'_>) -> Result<(), DeviceError> {
         match queue {
             TX_QUEUE => self.transmit(ctx),
-            RX_QUEUE => self.receive(ctx),
+            RX_QUEUE => {
+                self.input.has_reader.store(true, Ordering::Release);
+                self.receive(ctx)
+            }
             _ => Ok(()),
         }
     }
@@ -246,6 +258,7 @@ impl VirtioDevice for Console {
 
     fn reset(&mut self) {
         self.line.clear();
+        self.input.has_reader.store(false, Ordering::Release);
     }
 
     fn stats(&self) -> DeviceStats {
