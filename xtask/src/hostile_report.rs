@@ -43,6 +43,21 @@ pub struct CaseFigures {
     pub neighbour_stalls: u64,
     pub wrong_bytes: u64,
     pub hypervisor_failures: u64,
+    /// Every other guest stopped after the last hostile guest did (None: no hostile guest
+    /// or no stop lines), so the neighbours ran beside the whole attack.
+    pub neighbours_outlived: Option<bool>,
+}
+
+/// The guest a hypervisor line `[cpuN guest] INFO  guest: stopped (...` is about.
+fn stopped_guest(line: &str) -> Option<&str> {
+    let rest = line.strip_prefix("[cpu")?;
+    let (prefix, tail) = rest.split_once(']')?;
+    tail.trim_start()
+        .strip_prefix("INFO")?
+        .trim_start()
+        .starts_with("guest: stopped (")
+        .then(|| prefix.split_once(' ').map(|(_, g)| g))
+        .flatten()
 }
 
 /// The value of `key=` among space-separated words.
@@ -67,7 +82,11 @@ pub fn figures(name: &str, passed: bool, elapsed: Duration, log: &str) -> CaseFi
         ..CaseFigures::default()
     };
     let mut saw_canary_pass = false;
-    for line in log.lines() {
+    let mut stops: Vec<(usize, &str)> = Vec::new();
+    for (at, line) in log.lines().enumerate() {
+        if let Some(guest) = stopped_guest(line) {
+            stops.push((at, guest));
+        }
         if let Some(at) = line.find("HOSTILE SUMMARY ") {
             let rest = &line[at + "HOSTILE SUMMARY ".len()..];
             let guest = rest.split_whitespace().next().unwrap_or("?");
@@ -91,6 +110,17 @@ pub fn figures(name: &str, passed: bool, elapsed: Duration, log: &str) -> CaseFi
             f.hypervisor_failures += 1;
         }
     }
+    let last_hostile = stops
+        .iter()
+        .filter(|(_, g)| f.hostile_guests.iter().any(|h| h == g))
+        .map(|(at, _)| *at)
+        .max();
+    f.neighbours_outlived = last_hostile.map(|last| {
+        stops
+            .iter()
+            .filter(|(_, g)| !f.hostile_guests.iter().any(|h| h == g))
+            .all(|(at, _)| *at > last)
+    });
     let runs_guests = log.contains("GUEST ");
     if runs_guests && !saw_canary_pass && f.hypervisor_failures == 0 {
         // No canary verdict: the hypervisor did not get to the end of the run.
@@ -185,9 +215,10 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
     let mut s = String::from("# Hostile battery\n\n");
     s.push_str(
         "| case | verdict | time | hostile guests | cases | iterations | refused | checker \
-         rounds | neighbour stalls | wrong bytes | hypervisor failures |\n",
+         rounds | neighbours outlived | neighbour stalls | wrong bytes | hypervisor failures \
+         |\n",
     );
-    s.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    s.push_str("|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|\n");
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for c in cases {
         let guests = if c.hostile_guests.is_empty() {
@@ -197,7 +228,7 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} s | {guests} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} s | {guests} | {} | {} | {} | {} | {} | {} | {} | {} |",
             c.name,
             if c.passed { "PASS" } else { "FAIL" },
             c.elapsed.as_secs_f64(),
@@ -205,6 +236,11 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
             c.iterations,
             c.refused,
             c.checker_rounds,
+            match c.neighbours_outlived {
+                Some(true) => "yes",
+                Some(false) => "no",
+                None => "-",
+            },
             c.neighbour_stalls,
             c.wrong_bytes,
             c.hypervisor_failures
@@ -223,7 +259,7 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
     let t = |k: &str| totals.get(k).copied().unwrap_or(0);
     let _ = writeln!(
         s,
-        "| **total** ({} runs) | | | | {} | {} | {} | | {} | {} | {} |",
+        "| **total** ({} runs) | | | | {} | {} | {} | | | {} | {} | {} |",
         cases.len(),
         t("cases"),
         t("iterations"),

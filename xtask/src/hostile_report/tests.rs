@@ -5,6 +5,8 @@ const GOOD_LOG: &str = "\
 [hostile-dev] PASS hostile-dev
 [checker] NEIGHBOUR SUMMARY disk-checker rounds=144 wrong=0 stalls=0 max_round_ms=88
 [checker] PASS disk-checker rounds=144
+[cpu1 hostile-dev] INFO  guest: stopped (Stopped, status 0, 0 restarts); exits total 5
+[cpu2 checker] INFO  guest: stopped (Stopped, status 0, 0 restarts); exits total 5
 GUEST hostile-dev stopped status 0 restarts 0
 PASS hypervisor-canary (256 KiB intact)
 BULKHEAD EXIT ok
@@ -90,7 +92,7 @@ fn the_report_has_the_table_totals_and_fuzz_state() {
     let f = figures("hostile-dev.q", true, Duration::from_secs(4), GOOD_LOG);
     let md = render(&[f], &Fuzz::NotRun, "target/fuzz/report.json");
     assert!(md.contains(
-        "| hostile-dev.q | PASS | 4.0 s | hostile-dev | 7 | 14000 | 1892 | 144 | 0 | 0 | 0 |"
+        "| hostile-dev.q | PASS | 4.0 s | hostile-dev | 7 | 14000 | 1892 | 144 | yes | 0 | 0 | 0 |"
     ));
     assert!(md.contains("not run (no target/fuzz/report.json"));
     assert!(md.contains("**Lost: 0**"));
@@ -117,4 +119,25 @@ fn the_json_reader_takes_nesting_escapes_and_numbers_and_refuses_junk() {
     for junk in ["", "{", "[1,]", "{\"a\" 1}", "{\"a\": 1} x", "\"open"] {
         assert!(json::parse(junk).is_err(), "{junk:?}");
     }
+}
+
+#[test]
+fn a_neighbour_that_stopped_before_the_attacker_is_reported() {
+    let log = "\
+[hostile-vq] HOSTILE SUMMARY hostile-vq cases=2 iterations=10
+[cpu2 checker] INFO  guest: stopped (Stopped, status 0, 0 restarts); exits total 5
+[cpu1 hostile-vq] INFO  guest: stopped (Stopped, status 0, 0 restarts); exits total 5
+PASS hypervisor-canary
+GUEST hostile-vq stopped status 0
+";
+    let f = figures("hostile-vq.q", true, Duration::ZERO, log);
+    assert_eq!(f.neighbours_outlived, Some(false));
+    assert_eq!(f.hypervisor_failures, 0);
+    let g = figures(
+        "virtio-hostile.q",
+        true,
+        Duration::ZERO,
+        "PASS hypervisor-canary\n",
+    );
+    assert_eq!(g.neighbours_outlived, None);
 }
