@@ -78,7 +78,7 @@ fn defuse_entry(low: u32) -> u32 {
 
 fn is_xapic_lvt(offset: u32) -> bool {
     offset == XAPIC_LVT_CMCI
-        || ((XAPIC_LVT_FIRST..=XAPIC_LVT_LAST).contains(&offset) && offset % 16 == 0)
+        || ((XAPIC_LVT_FIRST..=XAPIC_LVT_LAST).contains(&offset) && offset.is_multiple_of(16))
 }
 
 /// One MMIO access of a random size at `addr` (written or read).
@@ -220,7 +220,7 @@ pub(crate) fn ioapic(rng: &mut Rng, iterations: u64) -> Tally {
                 rng.below(0x100)
             } as u32;
             let mut value = rng.next_u32();
-            let is_redir_low = index >= IOAPIC_FIRST_REDIR && index % 2 == 0;
+            let is_redir_low = index >= IOAPIC_FIRST_REDIR && index.is_multiple_of(2);
             if is_redir_low {
                 value = defuse_entry(value);
             }
