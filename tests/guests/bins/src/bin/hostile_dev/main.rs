@@ -50,12 +50,16 @@ type Storm = fn(&mut Rng, &Setup, u64) -> Tally;
 
 /// What the storms need to know about this guest.
 struct Setup {
-    own_window: u64,
+    /// Bases of the virtio windows with a device behind them (at most one per slot).
+    own_windows: [u64; regs::VIRTIO_SLOTS as usize],
+    own_count: usize,
     scratch: u64,
 }
 
 const STORMS: [(&str, Storm); 7] = [
-    ("virtio", |rng, s, n| regs::virtio(rng, s.own_window, n)),
+    ("virtio", |rng, s, n| {
+        regs::virtio(rng, &s.own_windows[..s.own_count], n)
+    }),
     ("xapic", |rng, _, n| regs::xapic(rng, n)),
     ("x2apic", |rng, _, n| regs::x2apic(rng, n)),
     ("ioapic", |rng, _, n| regs::ioapic(rng, n)),
@@ -139,10 +143,20 @@ fn main(info: &'static StartInfo) -> ! {
         tables: alloc(PAGE),
         tables_bytes: PAGE,
     };
-    let setup = Setup {
-        own_window: w.base(),
+    let mut setup = Setup {
+        own_windows: [0; regs::VIRTIO_SLOTS as usize],
+        own_count: 0,
         scratch: alloc(PAGE),
     };
+    for slot in 0..regs::VIRTIO_SLOTS {
+        let base = regs::VIRTIO_BASE + slot * regs::VIRTIO_SLOT_BYTES;
+        // SAFETY: Bulkhead's virtio slots lie in the uncacheable MMIO hole; probing reads the
+        // magic and device ID only.
+        if unsafe { Window::new(base, None) }.is_present() {
+            setup.own_windows[setup.own_count] = base;
+            setup.own_count += 1;
+        }
+    }
     let tsc_hz = time::tsc_rate().map_or(3_000_000_000, |(hz, _)| hz);
     let mut dev = Dev::new(w, mem, tsc_hz);
     let mut checks = Checks::new("hostile-dev");
@@ -159,9 +173,11 @@ fn main(info: &'static StartInfo) -> ! {
     }
     checks.pass("baseline");
     println!(
-        "hostile-dev: seed {seed:#x}, {iterations} accesses per device, own {} window {:#x}",
+        "hostile-dev: seed {seed:#x}, {iterations} accesses per device, own {} window {:#x}, \
+         {} virtio windows in all",
         if dev.is_blk { "blk" } else { "net" },
-        w.base()
+        w.base(),
+        setup.own_count
     );
     let mut rng = Rng::new(seed);
     let only = args.get("only");

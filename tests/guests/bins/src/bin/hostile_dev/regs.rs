@@ -81,6 +81,19 @@ fn is_xapic_lvt(offset: u32) -> bool {
         || ((XAPIC_LVT_FIRST..=XAPIC_LVT_LAST).contains(&offset) && offset.is_multiple_of(16))
 }
 
+/// One MMIO write of `size` bytes at `addr`.
+fn sized_write(addr: u64, size: u8, value: u64) {
+    // SAFETY: as for `mmio_access`: an emulated device window in the MMIO hole.
+    unsafe {
+        match size {
+            1 => mmio::write8(addr, value as u8),
+            2 => mmio::write16(addr, value as u16),
+            4 => mmio::write32(addr, value as u32),
+            _ => mmio::write64(addr, value),
+        }
+    }
+}
+
 /// One MMIO access of a random size at `addr` (written or read).
 fn mmio_access(rng: &mut Rng, addr: u64, value: u64, is_write: bool) {
     let size = rng.pick(&[1u8, 2, 4, 4, 8]);
@@ -110,11 +123,24 @@ fn mmio_access(rng: &mut Rng, addr: u64, value: u64, is_write: bool) {
 }
 
 /// Every offset of the virtio-mmio windows (registers, config space, the unused rest of the
-/// page, odd offsets and sizes), mostly the guest's own `own` window, sometimes other slots.
-pub(crate) fn virtio(rng: &mut Rng, own: u64, iterations: u64) -> Tally {
+/// page, odd offsets and sizes), mostly the guest's own windows `own` (blk, net, console —
+/// whatever it has), sometimes any slot.
+pub(crate) fn virtio(rng: &mut Rng, own: &[u64], iterations: u64) -> Tally {
+    // First every offset of the register and configuration area once, at every size, so none
+    // is left to chance.
+    let mut swept = 0;
+    for &base in own {
+        for offset in 0..0x200 {
+            for size in [1u8, 2, 4, 8] {
+                let value = rng.value();
+                sized_write(base + offset, size, value);
+                swept += 1;
+            }
+        }
+    }
     for _ in 0..iterations {
-        let base = if rng.chance(3, 4) {
-            own
+        let base = if rng.chance(3, 4) && !own.is_empty() {
+            rng.pick(own)
         } else {
             VIRTIO_BASE + rng.below(VIRTIO_SLOTS) * VIRTIO_SLOT_BYTES
         };
@@ -127,7 +153,7 @@ pub(crate) fn virtio(rng: &mut Rng, own: u64, iterations: u64) -> Tally {
         mmio_access(rng, base + offset, value, is_write);
     }
     Tally {
-        accesses: iterations,
+        accesses: iterations + swept,
         refused: 0,
     }
 }
@@ -138,6 +164,18 @@ pub(crate) fn xapic(rng: &mut Rng, iterations: u64) -> Tally {
         return Tally::default();
     }
     let base = apic::DEFAULT_XAPIC_BASE;
+    // Every register once, defused like the rest.
+    for offset in (0..0x400u32).step_by(16) {
+        let value = if offset == XAPIC_ICR_LOW {
+            defuse_icr(rng.next_u32())
+        } else if is_xapic_lvt(offset) {
+            defuse_entry(rng.next_u32())
+        } else {
+            rng.next_u32()
+        };
+        // SAFETY: the local APIC page; dangerous values defused above.
+        unsafe { mmio::write32(base + u64::from(offset), value) };
+    }
     for _ in 0..iterations {
         let is_write = rng.chance(3, 4);
         if rng.chance(3, 4) {
@@ -167,7 +205,7 @@ pub(crate) fn xapic(rng: &mut Rng, iterations: u64) -> Tally {
         }
     }
     Tally {
-        accesses: iterations,
+        accesses: iterations + 0x40,
         refused: 0,
     }
 }
@@ -212,6 +250,19 @@ pub(crate) fn x2apic(rng: &mut Rng, iterations: u64) -> Tally {
 /// vectors and destinations this guest does not own), the EOI register, and raw accesses
 /// anywhere else in its page.
 pub(crate) fn ioapic(rng: &mut Rng, iterations: u64) -> Tally {
+    // Every register index once (all redirection entries and beyond), defused like the rest.
+    for index in 0..0x100u32 {
+        let value = if index >= IOAPIC_FIRST_REDIR && index.is_multiple_of(2) {
+            defuse_entry(rng.next_u32())
+        } else {
+            rng.next_u32()
+        };
+        // SAFETY: the guest's I/O APIC; redirection entries defused above.
+        unsafe {
+            mmio::write32(IOAPIC_BASE + IOAPIC_IOREGSEL, index);
+            mmio::write32(IOAPIC_BASE + IOAPIC_IOWIN, value);
+        }
+    }
     for _ in 0..iterations {
         if rng.chance(3, 4) {
             let index = if rng.chance(7, 8) {
@@ -245,13 +296,22 @@ pub(crate) fn ioapic(rng: &mut Rng, iterations: u64) -> Tally {
         }
     }
     Tally {
-        accesses: iterations,
+        accesses: iterations + 0x100,
         refused: 0,
     }
 }
 
 /// The CMOS clock: every index (with and without the NMI-disable bit), random data.
 pub(crate) fn rtc(rng: &mut Rng, iterations: u64) -> Tally {
+    // Every index once, with and without the NMI-disable bit.
+    for index in 0..=0xFFu8 {
+        let value = rng.next_u32() as u8;
+        // SAFETY: the guest's emulated CMOS.
+        unsafe {
+            outb(RTC_INDEX, index);
+            outb(RTC_DATA, value);
+        }
+    }
     for _ in 0..iterations {
         let index = rng.next_u32() as u8;
         let value = rng.next_u32() as u8;
@@ -268,7 +328,7 @@ pub(crate) fn rtc(rng: &mut Rng, iterations: u64) -> Tally {
         }
     }
     Tally {
-        accesses: iterations,
+        accesses: iterations + 0x100,
         refused: 0,
     }
 }

@@ -11,7 +11,12 @@
 //!
 //! Ends with `HOSTILE SUMMARY hostile-dma cases=N iterations=M refused=R` and the verdict.
 //!
-//! Command line: `case_ms=N` (wait per request, default 300), `targets=a,b` (by name).
+//! Then a sweep: a blk read into and a net receive into every 4 MiB from the end of RAM to
+//! `sweep_mib` (every host-physical address the hypervisor and the neighbours can have, taken
+//! as a guest-physical one).
+//!
+//! Command line: `case_ms=N` (wait per request, default 300), `targets=a,b` (by name; no
+//! sweep), `sweep_mib=N` (default 256).
 
 #![no_std]
 #![no_main]
@@ -32,6 +37,10 @@ guest_rt::guest!("hostile-dma", main);
 
 const PAGE: u64 = 4096;
 const QUEUE_SIZE: u16 = 8;
+/// The sweep past RAM: up to this much guest-physical space (the scenario machines' RAM), in
+/// steps of this size.
+const DEFAULT_SWEEP_MIB: u64 = 256;
+const SWEEP_STEP: u64 = 4 << 20;
 /// How long a frame that must not arrive is waited for.
 const LEAK_WAIT_MS: u64 = 50;
 
@@ -340,6 +349,37 @@ fn main(info: &'static StartInfo) -> ! {
         match problem {
             None => checks.pass(target.name),
             Some((op, why)) => checks.fail(target.name, format_args!("{op}: {why}")),
+        }
+    }
+    // Every host-physical address the hypervisor and the neighbours can have (the scenarios'
+    // machines have at most `sweep_mib` of RAM) is some GPA past this guest's RAM: aim the two
+    // requests that make the device write at each step of that range.
+    let sweep_end = number(&args, "sweep_mib", DEFAULT_SWEEP_MIB) << 20;
+    let mut problem = None;
+    let mut addr = ram_end;
+    while addr < sweep_end && only.is_none() {
+        let target = Target {
+            name: "sweep",
+            addr,
+            is_straddle: false,
+            is_ram_below: false,
+        };
+        for op in [Op::BlkReadInto, Op::NetRx] {
+            cases += 1;
+            iterations += if op == Op::NetRx { 2 } else { 1 };
+            match run_case(&mut devs, &mut canaries, op, &target) {
+                Ok(was_refused) => refused += u64::from(was_refused),
+                Err(why) => {
+                    problem.get_or_insert((addr, op, why));
+                }
+            }
+        }
+        addr += SWEEP_STEP;
+    }
+    if only.is_none() {
+        match problem {
+            None => checks.pass("sweep"),
+            Some((addr, op, why)) => checks.fail("sweep", format_args!("{op} at {addr:#x}: {why}")),
         }
     }
     for d in [&mut devs.blk, &mut devs.rx, &mut devs.tx] {
