@@ -26,11 +26,10 @@ pub(crate) struct Regions {
     pub ram_end: u64,
 }
 
-/// Addresses this guest does not own.
+/// Addresses this guest does not own (straddling the end of RAM is done in [`buffer`]).
 fn hostile_addr(rng: &mut Rng, r: &Regions) -> u64 {
     match rng.below(10) {
-        0 => r.ram_end - rng.below(64),
-        1 => r.ram_end + rng.below(1 << 24),
+        0 | 1 => r.ram_end + rng.below(1 << 24),
         2 => 0xC000_0000 + rng.below(0x1000_0000),
         3 => 0xD000_0000 + rng.below(0x10000),
         4 => 0xFEC0_0000 + rng.below(0x1000),
@@ -62,6 +61,13 @@ pub(crate) fn buffer(rng: &mut Rng, r: &Regions) -> (u64, u32) {
         5 => {
             let offset = rng.below(16);
             (r.header + offset, len_inside(rng, offset, 32))
+        }
+        6 => {
+            // Starts in RAM, ends past it: the whole buffer must be refused, so the length
+            // always reaches beyond the end (a shorter one would be RAM the device may write).
+            let inside = 1 + rng.below(64);
+            let len = inside + 1 + rng.below(4096);
+            (r.ram_end - inside, len as u32)
         }
         _ => {
             let len = if rng.chance(1, 2) {
