@@ -214,11 +214,11 @@ pub fn total_lost(cases: &[CaseFigures], fuzz: &Fuzz) -> u64 {
 pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
     let mut s = String::from("# Hostile battery\n\n");
     s.push_str(
-        "| case | verdict | time | hostile guests | cases | iterations | refused | checker \
-         rounds | neighbours outlived | neighbour stalls | wrong bytes | hypervisor failures \
-         |\n",
+        "| case | verdict | time | hostile guests | cases | iterations | refused | fuzz execs \
+         | checker rounds | neighbours outlived | neighbour stalls | wrong bytes | hypervisor \
+         failures / fuzz crashes |\n",
     );
-    s.push_str("|---|---|---|---|---:|---:|---:|---:|---|---:|---:|---:|\n");
+    s.push_str("|---|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|---:|\n");
     let mut totals: BTreeMap<&str, u64> = BTreeMap::new();
     for c in cases {
         let guests = if c.hostile_guests.is_empty() {
@@ -228,7 +228,7 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {:.1} s | {guests} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {} | {:.1} s | {guests} | {} | {} | {} | | {} | {} | {} | {} | {} |",
             c.name,
             if c.passed { "PASS" } else { "FAIL" },
             c.elapsed.as_secs_f64(),
@@ -256,19 +256,34 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
             *totals.entry(k).or_default() += v;
         }
     }
+    if let Fuzz::Ran(targets) = fuzz {
+        for ft in targets {
+            let _ = writeln!(
+                s,
+                "| fuzz: {} | {} | | | | | | {} | | | | | {} |",
+                ft.name,
+                if ft.crashes == 0 { "PASS" } else { "FAIL" },
+                ft.execs,
+                ft.crashes
+            );
+            *totals.entry("execs").or_default() += ft.execs;
+            *totals.entry("hv").or_default() += ft.crashes;
+        }
+    }
     let t = |k: &str| totals.get(k).copied().unwrap_or(0);
     let _ = writeln!(
         s,
-        "| **total** ({} runs) | | | | {} | {} | {} | | | {} | {} | {} |",
+        "| **total** ({} runs) | | | | {} | {} | {} | {} | | | {} | {} | {} |",
         cases.len(),
         t("cases"),
         t("iterations"),
         t("refused"),
+        t("execs"),
         t("stalls"),
         t("wrong"),
         t("hv")
     );
-    s.push_str("\n## Fuzzing\n\n");
+    s.push_str("\nFuzzing: ");
     match fuzz {
         Fuzz::NotRun => {
             let _ = writeln!(s, "not run (no {fuzz_path}; `cargo xtask fuzz` writes it)");
@@ -277,13 +292,7 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
             let _ = writeln!(s, "{fuzz_path} could not be read: {why}");
         }
         Fuzz::Ran(targets) => {
-            s.push_str("| target | execs | crashes |\n|---|---:|---:|\n");
-            for ft in targets {
-                let _ = writeln!(s, "| {} | {} | {} |", ft.name, ft.execs, ft.crashes);
-            }
-            let execs: u64 = targets.iter().map(|t| t.execs).sum();
-            let crashes: u64 = targets.iter().map(|t| t.crashes).sum();
-            let _ = writeln!(s, "| **total** | {execs} | {crashes} |");
+            let _ = writeln!(s, "{} targets from {fuzz_path}", targets.len());
         }
     }
     let lost = total_lost(cases, fuzz);

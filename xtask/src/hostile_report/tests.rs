@@ -92,10 +92,18 @@ fn the_report_has_the_table_totals_and_fuzz_state() {
     let f = figures("hostile-dev.q", true, Duration::from_secs(4), GOOD_LOG);
     let md = render(&[f], &Fuzz::NotRun, "target/fuzz/report.json");
     assert!(md.contains(
-        "| hostile-dev.q | PASS | 4.0 s | hostile-dev | 7 | 14000 | 1892 | 144 | yes | 0 | 0 | 0 |"
+        "| hostile-dev.q | PASS | 4.0 s | hostile-dev | 7 | 14000 | 1892 | | 144 | yes | 0 | 0 | 0 |"
     ));
     assert!(md.contains("not run (no target/fuzz/report.json"));
     assert!(md.contains("**Lost: 0**"));
+    let fuzz = Fuzz::Ran(vec![FuzzTarget {
+        name: "virtqueue".into(),
+        execs: 1000,
+        crashes: 0,
+    }]);
+    let md = render(&[], &fuzz, "r.json");
+    assert!(md.contains("| fuzz: virtqueue | PASS | | | | | | 1000 | | | | | 0 |"));
+    assert!(md.contains("| **total** (0 runs) | | | | 0 | 0 | 0 | 1000 | | | 0 | 0 | 0 |"));
 }
 
 #[test]
