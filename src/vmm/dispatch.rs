@@ -374,9 +374,12 @@ fn handle_io<V: Vcpu, H: Host>(
         _ => 0xFFFF_FFFF,
     };
     if io.is_string {
-        // INS/OUTS are not used by the guests Bulkhead runs; treat them as unassigned.
-        dev.unassigned_io += 1;
-        log::warn!("string I/O on port {:#x} ignored", io.port);
+        // INS/OUTS are not used by the guests Bulkhead runs; treat them as unassigned. Logged
+        // within the same limit as other unassigned ports: a guest repeating them must not
+        // flood the serial line every guest and the hypervisor share.
+        if count_unassigned_io(dev) {
+            log::warn!("string I/O on port {:#x} ignored", io.port);
+        }
         skip(vcpu, len);
         return Next::Resume;
     }
@@ -425,8 +428,7 @@ fn handle_io<V: Vcpu, H: Host>(
             return Next::Stop(StopReason::Exited(status));
         }
         port => {
-            dev.unassigned_io += 1;
-            if dev.unassigned_io <= UNASSIGNED_LOG_LIMIT {
+            if count_unassigned_io(dev) {
                 log::debug!(
                     "{} of unassigned port {port:#x} ({} bytes)",
                     if io.is_in { "read" } else { "write" },
@@ -451,6 +453,13 @@ fn handle_io<V: Vcpu, H: Host>(
     }
     skip(vcpu, len);
     Next::Resume
+}
+
+/// Counts an access to a port with nothing behind it; true while such accesses are still
+/// logged (the first [`UNASSIGNED_LOG_LIMIT`]).
+fn count_unassigned_io(dev: &mut GuestDevices) -> bool {
+    dev.unassigned_io += 1;
+    dev.unassigned_io <= UNASSIGNED_LOG_LIMIT
 }
 
 /// Flushes a guest's unfinished console line (when it stops).

@@ -6,6 +6,7 @@ mod bochs;
 mod cargo;
 mod check;
 mod commands;
+mod hostile_report;
 mod iso;
 mod linux;
 mod machine;
@@ -31,7 +32,7 @@ commands:
   run   [--accel tcg|kvm] [--bochs] [--cpu vmx|svm] [--uefi] [--smp N] [--mem SIZE]
         [--cmdline S] [--manifest FILE | --no-manifest]
                              build, make the ISO and boot it with serial on this terminal
-  test  [--filter S] [--long] [--jobs N] [--skip-host] [--list]
+  test  [--filter S] [--long] [--jobs N] [--skip-host] [--list] [--hostile]
                              host unit tests, then the boot scenarios in tests/scenarios
   gdb   [--uefi] [--smp N] [--mem SIZE] [--cmdline S] [--manifest FILE | --no-manifest]
         [--no-gdb]

@@ -19,7 +19,7 @@ use crate::runner::{self, CaseResult, Job};
 use crate::scenario::{self, Case, Marker};
 use crate::sys::{self, Need};
 use crate::verdict::Problem;
-use crate::{cargo, linux, paths};
+use crate::{cargo, hostile_report, linux, paths};
 
 const DEFAULT_JOBS: usize = 2;
 /// A line nobody prints: the self-check expects it, so its boot must fail.
@@ -39,16 +39,18 @@ pub fn test(argv: Vec<String>) -> Result<ExitCode, String> {
     let parsed = args::parse(
         argv,
         &Spec {
-            flags: &["long", "skip-host", "list", "no-selfcheck"],
+            flags: &["long", "skip-host", "list", "no-selfcheck", "hostile"],
             options: &["filter", "jobs"],
         },
     )?;
     let started = Instant::now();
     let filter = parsed.value("filter").unwrap_or("");
     let long = parsed.flag("long");
+    let is_hostile = parsed.flag("hostile");
     let cases: Vec<Case> = scenario::load_dir(&paths::scenarios_dir())?
         .into_iter()
         .filter(|c| c.name.contains(filter) && (long || !c.long))
+        .filter(|c| !is_hostile || hostile_report::is_hostile_case(&c.name))
         .collect();
     if cases.is_empty() && !filter.is_empty() {
         return Err(format!(
@@ -85,14 +87,18 @@ pub fn test(argv: Vec<String>) -> Result<ExitCode, String> {
         timings.push(("host tests", t.elapsed()));
     }
 
+    let mut results = Vec::new();
     if !cases.is_empty() {
-        run_scenarios(
+        results = run_scenarios(
             cases,
             jobs,
             !parsed.flag("no-selfcheck"),
             &mut tally,
             &mut timings,
         )?;
+    }
+    if is_hostile {
+        hostile_summary(&results, &mut tally)?;
     }
 
     let mut timing: Vec<String> = timings
@@ -204,7 +210,7 @@ fn run_scenarios(
     selfcheck: bool,
     tally: &mut Tally,
     timings: &mut Vec<(&'static str, Duration)>,
-) -> Result<(), String> {
+) -> Result<Vec<CaseResult>, String> {
     let count = cases.len() as u32;
     sys::ensure(&needs(&cases))?;
     let t = Instant::now();
@@ -223,7 +229,7 @@ fn run_scenarios(
         Err(e) => {
             println!("xtask: {e}; none of the {count} scenarios can run");
             tally.failed += count;
-            return Ok(());
+            return Ok(Vec::new());
         }
     };
     timings.push(("build", t.elapsed()));
@@ -237,7 +243,7 @@ fn run_scenarios(
         Err(e) => {
             println!("xtask: ISO: {e}; none of the {count} scenarios can run");
             tally.failed += count;
-            return Ok(());
+            return Ok(Vec::new());
         }
     };
     timings.push(("ISOs", t.elapsed()));
@@ -303,6 +309,36 @@ fn run_scenarios(
     }
     if !failed_names.is_empty() {
         println!("xtask: failed scenarios: {}", failed_names.join(" "));
+    }
+    Ok(results
+        .into_iter()
+        .filter(|r| Some(&r.name) != selfcheck_name.as_ref())
+        .collect())
+}
+
+/// The hostile battery's report: printed, written to `target/hostile/report.md`, and one
+/// failure more in the tally unless nothing was lost.
+fn hostile_summary(results: &[CaseResult], tally: &mut Tally) -> Result<(), String> {
+    let figures: Vec<_> = results
+        .iter()
+        .map(|r| hostile_report::figures(&r.name, r.passed(), r.elapsed, &r.log))
+        .collect();
+    let fuzz_path = paths::target_dir().join("fuzz").join("report.json");
+    let fuzz = hostile_report::load_fuzz(&fuzz_path);
+    let report = hostile_report::render(&figures, &fuzz, &paths::display(&fuzz_path));
+    println!("==== hostile battery\n{report}");
+    let out_dir = paths::target_dir().join("hostile");
+    std::fs::create_dir_all(&out_dir)
+        .map_err(|e| format!("creating {}: {e}", out_dir.display()))?;
+    let out = out_dir.join("report.md");
+    std::fs::write(&out, &report).map_err(|e| format!("writing {}: {e}", out.display()))?;
+    println!("xtask: hostile report in {}", paths::display(&out));
+    let lost = hostile_report::total_lost(&figures, &fuzz);
+    if lost > 0 {
+        println!("xtask: the hostile battery lost {lost} (must be 0)");
+        tally.failed += 1;
+    } else {
+        tally.passed += 1;
     }
     Ok(())
 }

@@ -313,3 +313,53 @@ fn rtc_answers_through_its_ports() {
     assert_eq!(v.regs.gpr(reg::RAX) & 0x02, 0x02, "24-hour mode by default");
     assert_eq!(dev.unassigned_io, 0);
 }
+
+/// Counts the log records whose message mentions string I/O (other tests may log meanwhile).
+struct StringIoLogCounter(std::sync::atomic::AtomicUsize);
+
+impl log::Log for StringIoLogCounter {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        if alloc::format!("{}", record.args()).contains("string I/O") {
+            self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+    fn flush(&self) {}
+}
+
+static STRING_IO_LOGS: StringIoLogCounter =
+    StringIoLogCounter(std::sync::atomic::AtomicUsize::new(0));
+
+/// Found by the hostile-dev guest: every INS/OUTS logged a warning, so a guest looping on
+/// `rep outsb` flooded the serial line that every guest and the hypervisor share.
+#[test]
+fn string_io_is_counted_and_its_log_is_bounded() {
+    if log::set_logger(&STRING_IO_LOGS).is_ok() {
+        log::set_max_level(log::LevelFilter::Trace);
+    }
+    let (mut v, mut st, mut dev, mem, mut host) = setup();
+    let outs = || {
+        VmExit::Io(IoAccess {
+            port: 0x7799,
+            size: 1,
+            is_in: false,
+            is_string: true,
+            is_rep: true,
+        })
+    };
+    let before = STRING_IO_LOGS.0.load(std::sync::atomic::Ordering::SeqCst);
+    for _ in 0..100 {
+        v.len = Some(2);
+        let rip = v.rip;
+        handle(&mut v, outs(), &mut st, &mut dev, &mem, &mut host);
+        assert_eq!(v.rip, rip + 2, "the instruction is skipped");
+    }
+    let logged = STRING_IO_LOGS.0.load(std::sync::atomic::Ordering::SeqCst) - before;
+    assert_eq!(dev.unassigned_io, 100);
+    assert!(
+        logged <= UNASSIGNED_LOG_LIMIT as usize,
+        "{logged} log lines for 100 string I/O exits"
+    );
+}
