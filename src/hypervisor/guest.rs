@@ -5,7 +5,7 @@ use alloc::boxed::Box;
 use alloc::string::String;
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 
 use spin::Mutex;
 
@@ -69,7 +69,14 @@ pub struct Guest {
     /// A stop an application processor ran into, for the boot vCPU to act on.
     stop_request: Mutex<Option<StopReason>>,
     has_stop_request: AtomicBool,
+    /// The manifest's `time_limit_ms`, if any.
+    time_limit_ms: Option<u64>,
+    /// TSC at which the time limit ends the guest (0: none, or not started yet).
+    deadline_tsc: AtomicU64,
 }
+
+/// The status a guest stopped by its time limit ends with.
+pub const TIME_LIMIT_STATUS: u8 = 254;
 
 impl Guest {
     /// A guest ready to start.
@@ -111,6 +118,8 @@ impl Guest {
             generation: AtomicU32::new(0),
             stop_request: Mutex::new(None),
             has_stop_request: AtomicBool::new(false),
+            time_limit_ms: None,
+            deadline_tsc: AtomicU64::new(0),
             stats: Mutex::new(ExitStats::default()),
             state: AtomicU8::new(State::Starting as u8),
             restarts: AtomicU32::new(0),
@@ -141,6 +150,20 @@ impl Guest {
     fn load(&self) -> Result<EntryState, String> {
         self.ram.zero();
         (self.loader)(&self.ram)
+    }
+
+    /// Stops the guest `ms` milliseconds after it first starts, whatever it is doing.
+    pub fn with_time_limit(mut self, ms: Option<u64>) -> Self {
+        self.time_limit_ms = ms;
+        self
+    }
+
+    /// The TSC at which the time limit ends the guest, once it has started.
+    fn deadline(&self) -> Option<u64> {
+        match self.deadline_tsc.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// Loads the images before anything starts, so a bad image is refused while no guest runs.
@@ -283,6 +306,10 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
         };
         vcpu.reset(&entry);
         guest.set_state(State::Running);
+        if let Some(ms) = guest.time_limit_ms {
+            let end = cpu::rdtsc().saturating_add(ms.saturating_mul(time::tsc_khz()));
+            guest.deadline_tsc.store(end.max(1), Ordering::Release);
+        }
         log::info!(
             "started on cpu{} with {} MiB",
             percpu::index(),
@@ -333,6 +360,9 @@ fn run_stretch<V: Vcpu>(
             if let Some(reason) = guest.take_stop_request() {
                 return handle_stop(guest, vcpu, st, host, reason);
             }
+            if guest.deadline().is_some_and(|end| cpu::rdtsc() >= end) {
+                return Ok(time_up(guest, st, host));
+            }
         } else {
             if guest.is_finished() {
                 return Ok(Stretch::Finished);
@@ -344,6 +374,12 @@ fn run_stretch<V: Vcpu>(
             }
         }
         let mut deadline = interrupts::before_entry(vcpu, st, cpu::rdtsc());
+        // The physical timer ends the guest's run at its time limit even if the guest never
+        // exits by itself (a loop with interrupts off exits only for host interrupts).
+        let limit = if index == 0 { guest.deadline() } else { None };
+        if let Some(end) = limit {
+            deadline = Some(deadline.map_or(end, |d| d.min(end)));
+        }
         if work_waiting {
             // Come back soon to hand the guest what it had no buffers for.
             let retry = cpu::rdtsc() + time::tsc_khz() * DEVICE_RETRY_MS;
@@ -373,6 +409,9 @@ fn run_stretch<V: Vcpu>(
                     log::info!("halted with interrupts off; only a reset wakes it");
                 }
                 while !interrupts::can_wake(vcpu, st, cpu::rdtsc()) {
+                    if limit.is_some_and(|end| cpu::rdtsc() >= end) {
+                        break;
+                    }
                     if (index == 0 && guest.has_stop_request.load(Ordering::Acquire))
                         || (index != 0
                             && (guest.is_finished()
@@ -380,7 +419,10 @@ fn run_stretch<V: Vcpu>(
                     {
                         break;
                     }
-                    let deadline = st.lapic().next_deadline_tsc();
+                    let deadline = match (st.lapic().next_deadline_tsc(), limit) {
+                        (Some(d), Some(end)) => Some(d.min(end)),
+                        (d, end) => d.or(end),
+                    };
                     match deadline {
                         Some(t) => apic::arm_timer_at(t),
                         None => apic::disarm_timer(),
@@ -403,6 +445,22 @@ fn run_stretch<V: Vcpu>(
             }
         }
     }
+}
+
+/// vCPU 0 ends the guest at its time limit: stopped (not crashed), `on_crash` does not apply.
+fn time_up(guest: &Guest, st: &mut VcpuState, host: &mut MachineHost) -> Stretch {
+    dispatch::flush_console(&mut guest.devices.lock(), host);
+    guest.stats.lock().merge(&st.stats);
+    st.stats = ExitStats::default();
+    log::warn!(
+        "stopped: time limit of {} ms reached",
+        guest.time_limit_ms.unwrap_or(0)
+    );
+    guest
+        .exit_status
+        .store(TIME_LIMIT_STATUS, Ordering::Release);
+    guest.set_state(State::Stopped);
+    Stretch::Finished
 }
 
 /// vCPU 0 acts on a stop: the guest ends, or starts again from its images.

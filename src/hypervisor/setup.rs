@@ -211,7 +211,8 @@ fn build_guest(
         on_crash,
         loader,
         devices,
-    );
+    )
+    .with_time_limit(g.time_limit_ms);
     // Check the image loads now, so a bad image is refused before any guest starts.
     guest.prepare()?;
     Ok(guest)

@@ -1,0 +1,101 @@
+//! `hostile-life`: a guest that ends badly on purpose, for lifecycle scenarios. It cannot judge
+//! itself (it does not survive); the scenario judges the hypervisor's lines (`RESTART`,
+//! `PASS restart-no-leak`, the time limit, the neighbour's heartbeat).
+//!
+//! Command line `mode=`:
+//! - `crash` (default): one of several ways to end the guest, picked from the TSC so that a
+//!   restart loop meets them all: `triple-empty-idt` (#UD with no IDT), `triple-stack`
+//!   (exceptions with an unmapped stack: #PF → #DF → shutdown), `triple-idt-unmapped` (the IDT
+//!   itself not mapped), `fetch-outside-ram` (a jump into the device window), `cr3-absent`
+//!   (page tables moved to memory that is not there).
+//! - `spin`: loops forever with interrupts off, never exiting by itself;
+//! - `halt`: HLT with interrupts off, which only a reset would end.
+//!
+//! Before it acts it prints `hostile-life: <mode>: <method>` and
+//! `HOSTILE SUMMARY hostile-life-<mode> cases=1 iterations=1 failed=0 ms=0` (one case per run;
+//! a report sums the lines of one guest).
+
+#![no_std]
+#![no_main]
+
+use core::arch::asm;
+
+use guest_rt::cpu::{cli, rdtsc};
+use guest_rt::{exit, println, StartInfo};
+
+guest_rt::guest!("hostile-life", main);
+
+/// An unbacked address in the device window (the boot map covers it, uncached).
+const DEVICE_WINDOW_HOLE: u64 = 0xE000_0000;
+/// A virtual address the boot map (first 4 GiB) leaves unmapped.
+const UNMAPPED_VA: u64 = 0x0000_7000_0000_0000;
+
+const METHODS: [&str; 5] = [
+    "triple-empty-idt",
+    "triple-stack",
+    "triple-idt-unmapped",
+    "fetch-outside-ram",
+    "cr3-absent",
+];
+
+#[repr(C, packed)]
+struct DescriptorPointer {
+    limit: u16,
+    base: u64,
+}
+
+fn crash(method: &str) -> ! {
+    match method {
+        "triple-empty-idt" => guest_rt::idt::triple_fault(),
+        "triple-stack" => {
+            // SAFETY: the point is to end this guest: with RSP unmapped, delivering #UD faults
+            // (#PF), delivering that faults (#DF), and the CPU shuts down.
+            unsafe { asm!("mov rsp, {}", "ud2", in(reg) UNMAPPED_VA, options(noreturn)) }
+        }
+        "triple-idt-unmapped" => {
+            let idt = DescriptorPointer {
+                limit: 0xFFF,
+                base: UNMAPPED_VA,
+            };
+            // SAFETY: as above: reading the gate for #UD faults, and so on to a shutdown.
+            unsafe { asm!("lidt [{}]", "ud2", in(reg) &idt, options(noreturn)) }
+        }
+        "fetch-outside-ram" => {
+            // SAFETY: as above: the fetch reaches guest-physical memory that is not RAM, which
+            // Bulkhead treats as fatal for the guest.
+            unsafe { asm!("jmp {}", in(reg) DEVICE_WINDOW_HOLE, options(noreturn)) }
+        }
+        _ => {
+            // SAFETY: as above: every later fetch walks page tables that are not there.
+            unsafe { asm!("mov cr3, {}", "ud2", in(reg) DEVICE_WINDOW_HOLE, options(noreturn)) }
+        }
+    }
+}
+
+fn main(info: &'static StartInfo) -> ! {
+    let mode = info.args().get("mode").unwrap_or("crash");
+    let method = match mode {
+        // The TSC's low bits differ from run to run; /64 skips the lowest, which may move in
+        // fixed steps under emulators.
+        "crash" => METHODS[((rdtsc() / 64) % METHODS.len() as u64) as usize],
+        "spin" => "interrupts off, looping",
+        "halt" => "interrupts off, halted",
+        other => {
+            println!("FAIL hostile-life: mode={other:?}: expected crash, spin or halt");
+            exit(1)
+        }
+    };
+    println!("hostile-life: {mode}: {method}");
+    println!("HOSTILE SUMMARY hostile-life-{mode} cases=1 iterations=1 failed=0 ms=0");
+    cli();
+    match mode {
+        "spin" => loop {
+            core::hint::spin_loop();
+        },
+        // SAFETY: with IF=0 HLT never returns; only the hypervisor can end this guest.
+        "halt" => loop {
+            unsafe { asm!("hlt", options(nomem, nostack)) }
+        },
+        _ => crash(method),
+    }
+}
