@@ -87,7 +87,9 @@ fn touch(va: u64) -> Result<(u64, u64), Fault> {
 }
 
 fn ms_since(start: u64) -> u64 {
-    tsc_hz().map_or(0, |(hz, _)| rdtsc().wrapping_sub(start) / (hz / 1000).max(1))
+    tsc_hz().map_or(0, |(hz, _)| {
+        rdtsc().wrapping_sub(start) / (hz / 1000).max(1)
+    })
 }
 
 fn is_emulated(gpa: u64) -> bool {
@@ -235,13 +237,18 @@ fn bent_tables(info: &StartInfo, checks: &mut Checks, bits: u32) -> u64 {
             let got = touch(window::bend(level, gpa) + 0x238);
             window::straighten();
             n += 1;
-            let ok = matches!(got, Ok((ALL_ONES, ALL_ONES)))
-                || matches!(got, Err(f) if f.vector == PF);
+            let ok =
+                matches!(got, Ok((ALL_ONES, ALL_ONES))) || matches!(got, Err(f) if f.vector == PF);
             if !ok {
                 worst.get_or_insert(got);
             }
         }
-        pf_or_ones(checks, name, worst.unwrap_or(Ok((ALL_ONES, ALL_ONES))), false);
+        pf_or_ones(
+            checks,
+            name,
+            worst.unwrap_or(Ok((ALL_ONES, ALL_ONES))),
+            false,
+        );
     }
     // A page table inside a device. Hardware would read the device's registers as entries;
     // a hypervisor that emulates the instruction must not send the instruction's access to
@@ -290,9 +297,14 @@ fn table_in_ioapic_write(checks: &mut Checks) -> u64 {
         Ok(()) | Err(Fault { vector: PF, .. }) if after == before => checks.pass(NAME),
         Ok(()) => checks.fail(
             NAME,
-            format_args!("IOREGSEL {before:#x} -> {after:#x}: the store reached the device under the walk"),
+            format_args!(
+                "IOREGSEL {before:#x} -> {after:#x}: the store reached the device under the walk"
+            ),
         ),
-        Err(f) => checks.fail(NAME, format_args!("raised {f}; IOREGSEL {before:#x} -> {after:#x}")),
+        Err(f) => checks.fail(
+            NAME,
+            format_args!("raised {f}; IOREGSEL {before:#x} -> {after:#x}"),
+        ),
     }
     2
 }
