@@ -3,11 +3,12 @@
 //! `PASS restart-no-leak`, the time limit, the neighbour's heartbeat).
 //!
 //! Command line `mode=`:
-//! - `crash` (default): one of several ways to end the guest, picked from the TSC so that a
+//! - `crash` (default): one of six ways to end the guest, picked from the TSC so that a
 //!   restart loop meets them all: `triple-empty-idt` (#UD with no IDT), `triple-stack`
 //!   (exceptions with an unmapped stack: #PF → #DF → shutdown), `triple-idt-unmapped` (the IDT
 //!   itself not mapped), `fetch-outside-ram` (a jump into the device window), `cr3-absent`
-//!   (page tables moved to memory that is not there).
+//!   (page tables moved to memory that is not there), `cr4-reserved` (a reserved CR4 bit, then
+//!   a triple fault if the write was refused).
 //! - `spin`: loops forever with interrupts off, never exiting by itself;
 //! - `halt`: HLT with interrupts off, which only a reset would end.
 //!
@@ -30,13 +31,16 @@ const DEVICE_WINDOW_HOLE: u64 = 0xE000_0000;
 /// A virtual address the boot map (first 4 GiB) leaves unmapped.
 const UNMAPPED_VA: u64 = 0x0000_7000_0000_0000;
 
-const METHODS: [&str; 5] = [
+const METHODS: [&str; 6] = [
     "triple-empty-idt",
     "triple-stack",
     "triple-idt-unmapped",
     "fetch-outside-ram",
     "cr3-absent",
+    "cr4-reserved",
 ];
+/// CR4 bit 31: reserved on every CPU (Intel SDM vol.3 §2.5, AMD APM vol.2 §3.1.3).
+const CR4_RESERVED: u64 = 1 << 31;
 
 #[repr(C, packed)]
 struct DescriptorPointer {
@@ -59,6 +63,20 @@ fn crash(method: &str) -> ! {
             };
             // SAFETY: as above: reading the gate for #UD faults, and so on to a shutdown.
             unsafe { asm!("lidt [{}]", "ud2", in(reg) &idt, options(noreturn)) }
+        }
+        "cr4-reserved" => {
+            // Hardware raises #GP (caught here, then a triple fault ends the run anyway); QEMU's
+            // SVM model instead fails the next VMRUN (VMEXIT_INVALID), which must stop this
+            // guest alone and leave it restartable.
+            let _ = guest_rt::fault::catch(|| {
+                let cr4: u64;
+                // SAFETY: reading CR4 has no side effects; the write is meant to be refused.
+                unsafe {
+                    asm!("mov {}, cr4", out(reg) cr4, options(nomem, nostack));
+                    asm!("mov cr4, {}", in(reg) cr4 | CR4_RESERVED, options(nostack));
+                }
+            });
+            guest_rt::idt::triple_fault()
         }
         "fetch-outside-ram" => {
             // SAFETY: as above: the fetch reaches guest-physical memory that is not RAM, which
@@ -92,8 +110,8 @@ fn main(info: &'static StartInfo) -> ! {
         "spin" => loop {
             core::hint::spin_loop();
         },
-        // SAFETY: with IF=0 HLT never returns; only the hypervisor can end this guest.
         "halt" => loop {
+            // SAFETY: with IF=0 HLT never returns; only the hypervisor can end this guest.
             unsafe { asm!("hlt", options(nomem, nostack)) }
         },
         _ => crash(method),

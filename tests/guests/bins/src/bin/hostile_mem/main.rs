@@ -77,8 +77,12 @@ fn write64(va: u64, value: u64) {
     unsafe { core::ptr::write_volatile(va as *mut u64, value) }
 }
 
+/// What a read, a write of [`PATTERN`] and a second read gave: the two values read, or the
+/// fault.
+type Touch = Result<(u64, u64), Fault>;
+
 /// Read, write a pattern, read again, all under `catch`.
-fn touch(va: u64) -> Result<(u64, u64), Fault> {
+fn touch(va: u64) -> Touch {
     catch(|| {
         let before = read64(va);
         write64(va, PATTERN);
@@ -99,7 +103,7 @@ fn is_emulated(gpa: u64) -> bool {
 /// Tally of one sweep: probes made and the first offence.
 struct Sweep {
     probes: u64,
-    offence: Option<(u64, Result<(u64, u64), Fault>)>,
+    offence: Option<(u64, Touch)>,
 }
 
 impl Sweep {
@@ -203,7 +207,7 @@ fn device_window(info: &StartInfo, checks: &mut Checks) -> u64 {
 }
 
 /// A #PF, or all-ones from the access; anything else (another fault, a value) fails.
-fn pf_or_ones(checks: &mut Checks, name: &str, got: Result<(u64, u64), Fault>, need_rsvd: bool) {
+fn pf_or_ones(checks: &mut Checks, name: &str, got: Touch, need_rsvd: bool) {
     match got {
         Ok((ALL_ONES, ALL_ONES)) => checks.pass(name),
         Err(f) if f.vector == PF && (!need_rsvd || f.error_code & PF_RSVD != 0) => {
