@@ -70,6 +70,26 @@ macro_rules! clean_insn {
     };
 }
 
+/// MWAITX with valid operands and its timer on (ECX bit 1, EBX = TSC ticks; AMD APM vol.3),
+/// so that if a hypervisor let it run it would still come back.
+fn mwaitx_with_timer() {
+    // SAFETY: as in `insn!`; RBX is reserved by the compiler, so it is saved around its use.
+    unsafe {
+        asm!(
+            "push rbx",
+            "mov ebx, {ticks}",
+            ".byte 0x0f, 0x01, 0xfb",
+            "pop rbx",
+            ticks = const MWAITX_TICKS,
+            inout("eax") 0u32 => _,
+            inout("ecx") MWAITX_TIMER => _,
+        );
+    }
+}
+
+const MWAITX_TIMER: u32 = 1 << 1;
+const MWAITX_TICKS: u32 = 100_000;
+
 fn judge(checks: &mut Checks, name: &str, want: Want, insn: impl FnOnce()) {
     match (want, catch(insn)) {
         (Want::Ud, Err(f)) if f.vector == UD => checks.pass(name),
@@ -121,7 +141,7 @@ fn cr4_bit(checks: &mut Checks, name: &str, bit: u64) {
 
 /// Runs every instruction case; returns how many attempts were made.
 pub(crate) fn check(checks: &mut Checks) -> u64 {
-    let cases: [(&str, Want, fn()); 24] = [
+    let cases: [(&str, Want, fn()); 26] = [
         // Intel SDM vol.2: VMFUNC 0F 01 D4, GETSEC 0F 37, ENCLS 0F 01 CF, ENCLU 0F 01 D7,
         // ENCLV 0F 01 C0; none is offered, so #UD.
         ("insn-vmfunc-ud", Want::Ud, insn!(0x0f, 0x01, 0xd4)),
@@ -149,8 +169,10 @@ pub(crate) fn check(checks: &mut Checks) -> u64 {
         ("insn-mwait-junk", Want::UdOrGp, insn!(0x0f, 0x01, 0xc9)),
         ("insn-monitor-ud", Want::Ud, clean_insn!(0x0f, 0x01, 0xc8)),
         ("insn-mwait-ud", Want::Ud, clean_insn!(0x0f, 0x01, 0xc9)),
-        ("insn-monitorx-ud", Want::Ud, insn!(0x0f, 0x01, 0xfa)),
-        ("insn-mwaitx-ud", Want::Ud, insn!(0x0f, 0x01, 0xfb)),
+        ("insn-monitorx-junk", Want::UdOrGp, insn!(0x0f, 0x01, 0xfa)),
+        ("insn-mwaitx-junk", Want::UdOrGp, insn!(0x0f, 0x01, 0xfb)),
+        ("insn-monitorx-ud", Want::Ud, clean_insn!(0x0f, 0x01, 0xfa)),
+        ("insn-mwaitx-ud", Want::Ud, mwaitx_with_timer),
         // RSM (0F AA) outside SMM, PCONFIG (0F 01 C5), SEAMCALL (66 0F 01 CF), TDCALL
         // (66 0F 01 CC): #UD.
         ("insn-rsm-ud", Want::Ud, insn!(0x0f, 0xaa)),
