@@ -214,6 +214,9 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
         percpu::set_guest_name(None);
         on_stop();
     } else {
+        // The guest is done: this CPU no longer runs any of its code (a scenario checks that
+        // a vCPU spinning with interrupts off is taken off its CPU too).
+        log::info!("vCPU {index} off cpu{}", percpu::index());
         percpu::set_guest_name(None);
     }
 }
