@@ -66,6 +66,9 @@ pub struct Guest {
     pub links: Arc<VcpuLinks>,
     /// Bumped at every restart: application processors go back to waiting for a SIPI.
     generation: AtomicU32,
+    /// The generation whose restart has finished (start-up mailboxes cleared): a SIPI taken
+    /// while this equals `generation` was sent by the guest as it now runs.
+    ready_generation: AtomicU32,
     /// A stop an application processor ran into, for the boot vCPU to act on.
     stop_request: Mutex<Option<StopReason>>,
     has_stop_request: AtomicBool,
@@ -116,6 +119,7 @@ impl Guest {
                 }),
             )),
             generation: AtomicU32::new(0),
+            ready_generation: AtomicU32::new(0),
             stop_request: Mutex::new(None),
             has_stop_request: AtomicBool::new(false),
             time_limit_ms: None,
@@ -322,20 +326,24 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
         return Ok(());
     }
     loop {
-        // An application processor: wait for INIT-SIPI (or for the guest to end).
-        let generation = guest.generation.load(Ordering::Acquire);
+        // An application processor: wait for INIT-SIPI (or for the guest to end). A SIPI is
+        // the current guest's only if no restart was under way when it was taken: one taken
+        // mid-restart was sent before it (the mailboxes are cleared as the restart ends) and
+        // is dropped. Comparing with a generation read before the wait instead would drop the
+        // new guest's SIPI whenever the restart happened during the wait.
         let vector = loop {
             if guest.is_finished() {
                 return Ok(());
             }
+            let ready = guest.ready_generation.load(Ordering::Acquire);
             if let Some(v) = guest.links.take_startup(index).sipi {
-                break v;
+                if ready == guest.generation.load(Ordering::Acquire) {
+                    break v;
+                }
+                continue;
             }
             cpu::wait_for_interrupt();
         };
-        if guest.generation.load(Ordering::Acquire) != generation {
-            continue;
-        }
         vcpu.reset(&sipi_state(vector));
         log::info!(
             "vCPU {index} started by SIPI at {:#x}",
@@ -530,7 +538,7 @@ fn handle_stop<V: Vcpu>(
 /// a SIPI, RAM zeroed and reloaded, vCPU, APICs and devices reset (disks keep what was written,
 /// as on a real reboot). Allocates nothing.
 fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(), String> {
-    guest.generation.fetch_add(1, Ordering::AcqRel);
+    let generation = guest.generation.fetch_add(1, Ordering::AcqRel) + 1;
     for i in 1..guest.links.count() {
         guest.links.kick(i);
     }
@@ -538,6 +546,7 @@ fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(
         .load()
         .map_err(|e| alloc::format!("cannot reload: {e}"))?;
     guest.links.reset(time::tsc_khz());
+    guest.ready_generation.store(generation, Ordering::Release);
     vcpu.reset(&entry);
     *st = VcpuState::new(0, Arc::clone(&guest.links));
     guest.devices.lock().reset(&guest.ram, time::unix_now());
