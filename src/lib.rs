@@ -18,6 +18,7 @@ pub mod layout;
 pub mod loader;
 pub mod manifest;
 pub mod mm;
+pub mod monitor;
 pub mod paging;
 pub mod virt;
 pub mod vmm;

@@ -1,11 +1,15 @@
 //! A learning Ethernet switch connecting the virtio-net ports of guests that name the same
 //! switch in their manifest.
 //!
-//! Guests run on different physical CPUs and each guest's memory is only touched by its own
-//! CPU, so the switch is the meeting point: the sending CPU copies a frame into the bounded
-//! inbox of each destination port (dropping and counting when full) and kicks it; the
-//! destination's CPU later drains its inbox into its receive queue. Ports of different
-//! switches share nothing, so no frame can cross between switches.
+//! Guests run on different physical CPUs, so the switch is the meeting point: the sending CPU
+//! copies a frame into the bounded inbox of each destination port (dropping and counting when
+//! full) and kicks the destination's CPU. Once the sender has let go of its own devices, it
+//! runs [`Switch::deliver_pending`]: each destination's deliverer moves the inbox into that
+//! guest's receive queue right away (on the sender's CPU, with the receiver's device lock), so a
+//! receiver that polls its ring with interrupts off sees frames without having to exit first.
+//! Whatever is left (no deliverer, or no buffers yet) the destination's CPU drains after its
+//! next exit. Ports of different switches share nothing, so no frame can cross between
+//! switches.
 
 #![forbid(unsafe_code)]
 
@@ -56,7 +60,11 @@ struct PortState {
     stats: PortStats,
     pending: Arc<AtomicBool>,
     waker: Option<Box<dyn Fn() + Send + Sync>>,
+    deliverer: Option<Deliverer>,
 }
+
+/// Moves a port's waiting frames into its guest's receive queue (see [`Switch::deliver_pending`]).
+pub type Deliverer = Arc<dyn Fn() + Send + Sync>;
 
 struct SwitchState {
     ports: Vec<PortState>,
@@ -98,6 +106,7 @@ impl Switch {
             stats: PortStats::default(),
             pending: pending.clone(),
             waker: None,
+            deliverer: None,
         });
         SwitchPort {
             switch: self.clone(),
@@ -109,6 +118,32 @@ impl Switch {
     /// Counters of port `id`.
     pub fn port_stats(&self, id: PortId) -> Option<PortStats> {
         self.state.lock().ports.get(id).map(|p| p.stats)
+    }
+
+    /// Sets what moves port `id`'s inbox into its guest's receive queue from another CPU.
+    /// It is called without the switch locked, so it may take the port's frames.
+    pub fn set_deliverer(&self, id: PortId, deliverer: Deliverer) {
+        if let Some(port) = self.state.lock().ports.get_mut(id) {
+            port.deliverer = Some(deliverer);
+        }
+    }
+
+    /// Runs the deliverer of every port but `from` that has frames waiting. The caller must not
+    /// hold any guest's device lock (a deliverer takes its own guest's).
+    pub fn deliver_pending(&self, from: PortId) {
+        let due: Vec<Deliverer> = {
+            let state = self.state.lock();
+            state
+                .ports
+                .iter()
+                .enumerate()
+                .filter(|(id, p)| *id != from && p.pending.load(Ordering::Acquire))
+                .filter_map(|(_, p)| p.deliverer.clone())
+                .collect()
+        };
+        for deliver in due {
+            deliver();
+        }
     }
 
     /// Number of ports.
@@ -324,6 +359,34 @@ mod tests {
         pa.send(vec![0; 10]);
         pa.send(vec![0; MAX_FRAME_LEN + 1]);
         assert_eq!(pa.stats().tx_invalid, 2);
+    }
+
+    #[test]
+    fn deliver_pending_runs_only_the_deliverers_of_ports_with_frames() {
+        use core::sync::atomic::AtomicUsize;
+        let sw = Switch::new("lan", 8);
+        let (pa, pb, pc) = (sw.add_port(), sw.add_port(), sw.add_port());
+        let runs: Vec<Arc<AtomicUsize>> = (0..3).map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        for (id, r) in runs.iter().enumerate() {
+            let r = r.clone();
+            sw.set_deliverer(
+                id,
+                Arc::new(move || {
+                    r.fetch_add(1, Ordering::Relaxed);
+                }),
+            );
+        }
+        // B learns its address; a frame from A to B leaves C (and the sender) alone.
+        pb.send(frame(BCAST, B, 0));
+        assert!(pa.take_pending() && pc.take_pending());
+        pa.send(frame(B, A, 1));
+        sw.deliver_pending(pa.id());
+        let counts: Vec<usize> = runs.iter().map(|r| r.load(Ordering::Relaxed)).collect();
+        assert_eq!(counts, [0, 1, 0]);
+        // A deliverer that takes the frames clears the flag: nothing runs twice.
+        assert!(pb.take_pending());
+        sw.deliver_pending(pa.id());
+        assert_eq!(runs[1].load(Ordering::Relaxed), 1);
     }
 
     #[test]

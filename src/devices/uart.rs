@@ -175,6 +175,11 @@ impl Uart {
         self.rx.push_back(byte);
     }
 
+    /// How many received bytes still fit before old input would be dropped.
+    pub fn rx_room(&self) -> usize {
+        RX_CAPACITY.saturating_sub(self.rx.len())
+    }
+
     /// Whether the UART's interrupt line is asserted.
     pub fn irq_pending(&self) -> bool {
         (self.ier & IER_RX_AVAILABLE != 0 && !self.rx.is_empty())

@@ -10,16 +10,22 @@ use core::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicU8, Ordering};
 use spin::Mutex;
 
 use super::host::MachineHost;
+use super::monitor;
+
+mod control;
+
 use crate::addr::HostPhysAddr;
 use crate::arch::x86_64::guest_ram::GuestRam;
 use crate::arch::x86_64::{apic, cpu, memory, percpu, smp, time};
 use crate::println;
 use crate::virt::svm::SvmVcpu;
 use crate::virt::vmx;
-use crate::virt::{Caps, EntryState, Segment, Vcpu};
+use crate::virt::{Caps, EntryState, Segment, Vcpu, VmExit};
 use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
 use crate::vmm::interrupts::{self, VcpuLinks};
 use crate::vmm::stats::ExitStats;
+pub use control::MonitorRequest;
+use control::{handle_monitor, report_stopped, wait_for_restart};
 
 /// Lifecycle of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +35,8 @@ pub enum State {
     Running = 1,
     Stopped = 2,
     Crashed = 3,
+    /// Stopped from the monitor; `restart` brings it back.
+    Held = 4,
 }
 
 /// What to do when the guest crashes.
@@ -76,6 +84,12 @@ pub struct Guest {
     time_limit_ms: Option<u64>,
     /// TSC at which the time limit ends the guest (0: none, or not started yet).
     deadline_tsc: AtomicU64,
+    /// A [`MonitorRequest`] not yet acted on (0: none).
+    monitor_request: AtomicU8,
+    /// TSC when the guest last (re)started, for its uptime.
+    started_tsc: AtomicU64,
+    /// vCPU 0 waits for the monitor's `restart` (the guest ended or was stopped).
+    is_restartable: AtomicBool,
 }
 
 /// The status a guest stopped by its time limit ends with.
@@ -124,6 +138,9 @@ impl Guest {
             has_stop_request: AtomicBool::new(false),
             time_limit_ms: None,
             deadline_tsc: AtomicU64::new(0),
+            monitor_request: AtomicU8::new(0),
+            started_tsc: AtomicU64::new(0),
+            is_restartable: AtomicBool::new(false),
             stats: Mutex::new(ExitStats::default()),
             state: AtomicU8::new(State::Starting as u8),
             restarts: AtomicU32::new(0),
@@ -137,11 +154,15 @@ impl Guest {
             0 => State::Starting,
             1 => State::Running,
             2 => State::Stopped,
+            4 => State::Held,
             _ => State::Crashed,
         }
     }
 
     fn set_state(&self, s: State) {
+        if s == State::Running {
+            self.started_tsc.store(cpu::rdtsc(), Ordering::Release);
+        }
         self.state.store(s as u8, Ordering::Release);
     }
 
@@ -160,6 +181,15 @@ impl Guest {
     pub fn with_time_limit(mut self, ms: Option<u64>) -> Self {
         self.time_limit_ms = ms;
         self
+    }
+
+    /// Starts the time limit's clock (at the first start and at a restart from the monitor;
+    /// crash restarts keep counting).
+    fn arm_time_limit(&self) {
+        if let Some(ms) = self.time_limit_ms {
+            let end = cpu::rdtsc().saturating_add(ms.saturating_mul(time::tsc_khz()));
+            self.deadline_tsc.store(end.max(1), Ordering::Release);
+        }
     }
 
     /// The TSC at which the time limit ends the guest, once it has started.
@@ -186,12 +216,12 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
     let result = match caps {
         Caps::Svm(svm) => SvmVcpu::new(svm, guest.nested_root, guest.asid)
             .map_err(|e| alloc::format!("{e}"))
-            .and_then(|v| run_vcpu(guest, index, v)),
-        Caps::Vmx(_) => {
-            vmx::with_vcpu(guest.nested_root, guest.asid, |v| run_vcpu(guest, index, v))
-                .map_err(|e| alloc::format!("{e}"))
-                .and_then(|r| r)
-        }
+            .and_then(|v| run_vcpu(guest, index, v, on_stop)),
+        Caps::Vmx(_) => vmx::with_vcpu(guest.nested_root, guest.asid, |v| {
+            run_vcpu(guest, index, v, on_stop)
+        })
+        .map_err(|e| alloc::format!("{e}"))
+        .and_then(|r| r),
     };
     if let Err(why) = result {
         log::error!("{why}");
@@ -202,25 +232,12 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
             guest.request_stop(StopReason::Fatal(why));
         }
     }
+    // A vCPU only gets here when it failed: vCPU 0 otherwise waits for the monitor's restart.
     if index == 0 {
-        // Wake the application processors so they see the guest is done.
-        for i in 1..guest.links.count() {
-            guest.links.kick(i);
-        }
-        let stats = guest.stats.lock().summary();
-        log::info!(
-            "stopped ({:?}, status {}, {} restarts); exits {}",
-            guest.state(),
-            guest.exit_status.load(Ordering::Acquire),
-            guest.restarts.load(Ordering::Acquire),
-            stats
-        );
+        report_stopped(guest);
         percpu::set_guest_name(None);
         on_stop();
     } else {
-        // The guest is done: this CPU no longer runs any of its code (a scenario checks that
-        // a vCPU spinning with interrupts off is taken off its CPU too).
-        log::info!("vCPU {index} off cpu{}", percpu::index());
         percpu::set_guest_name(None);
     }
 }
@@ -286,6 +303,8 @@ fn sipi_state(vector: u8) -> EntryState {
 
 /// How soon a vCPU comes back to devices whose work waits for guest buffers.
 const DEVICE_RETRY_MS: u64 = 1;
+/// How often a vCPU adds its exit counts to the guest's (what the monitor's `stats` shows).
+const STATS_MERGE_MS: u64 = 10;
 
 /// How one stretch of running a vCPU ended.
 enum Stretch {
@@ -296,7 +315,12 @@ enum Stretch {
 }
 
 /// The life of one vCPU, the same for every vendor.
-fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), String> {
+fn run_vcpu<V: Vcpu>(
+    guest: &Guest,
+    index: usize,
+    mut vcpu: V,
+    on_stop: &dyn Fn(),
+) -> Result<(), String> {
     let mut host = MachineHost::new(guest.name);
     // Host interrupts stay off in the run loop: a wake-up that arrives while an entry is being
     // prepared must end the next guest run at once, not be swallowed here (the vendor code
@@ -313,28 +337,32 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
         };
         vcpu.reset(&entry);
         guest.set_state(State::Running);
-        if let Some(ms) = guest.time_limit_ms {
-            let end = cpu::rdtsc().saturating_add(ms.saturating_mul(time::tsc_khz()));
-            guest.deadline_tsc.store(end.max(1), Ordering::Release);
-        }
+        guest.arm_time_limit();
         log::info!(
             "started on cpu{} with {} MiB",
             percpu::index(),
             guest.ram.size() >> 20
         );
-        while let Stretch::Reset = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {}
-        return Ok(());
+        loop {
+            while let Stretch::Reset = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {}
+            report_stopped(guest);
+            on_stop();
+            // Ended for good, unless the monitor starts it again (a test run may end first).
+            wait_for_restart(guest);
+            crate::hypervisor::guest_resumed();
+            log::info!("restarted from the monitor: starting again from its images");
+            restart(guest, &mut vcpu, &mut st)?;
+            guest.arm_time_limit();
+        }
     }
     loop {
-        // An application processor: wait for INIT-SIPI (or for the guest to end). A SIPI is
-        // the current guest's only if no restart was under way when it was taken: one taken
-        // mid-restart was sent before it (the mailboxes are cleared as the restart ends) and
-        // is dropped. Comparing with a generation read before the wait instead would drop the
-        // new guest's SIPI whenever the restart happened during the wait.
+        // An application processor: wait for INIT-SIPI (also while the guest has ended: the
+        // monitor may restart it). A SIPI is the current guest's only if no restart was under
+        // way when it was taken: one taken mid-restart was sent before it (the mailboxes are
+        // cleared as the restart ends) and is dropped. Comparing with a generation read
+        // before the wait instead would drop the new guest's SIPI whenever the restart
+        // happened during the wait.
         let vector = loop {
-            if guest.is_finished() {
-                return Ok(());
-            }
             let ready = guest.ready_generation.load(Ordering::Acquire);
             if let Some(v) = guest.links.take_startup(index).sipi {
                 if ready == guest.generation.load(Ordering::Acquire) {
@@ -342,7 +370,7 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
                 }
                 continue;
             }
-            cpu::wait_for_interrupt();
+            monitor::wait();
         };
         vcpu.reset(&sipi_state(vector));
         log::info!(
@@ -350,7 +378,12 @@ fn run_vcpu<V: Vcpu>(guest: &Guest, index: usize, mut vcpu: V) -> Result<(), Str
             u32::from(vector) << 12
         );
         if let Stretch::Finished = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {
-            return Ok(());
+            // The guest has ended: this CPU no longer runs any of its code (a scenario checks
+            // that a vCPU spinning with interrupts off is taken off its CPU too).
+            log::info!(
+                "vCPU {index} off cpu{}: its guest has ended",
+                percpu::index()
+            );
         }
     }
 }
@@ -366,6 +399,9 @@ fn run_stretch<V: Vcpu>(
     let generation = guest.generation.load(Ordering::Acquire);
     let mut armed: Option<u64> = None;
     let mut work_waiting = false;
+    let polls_input = monitor::is_poll_cpu();
+    let mut stats_merged_tsc = cpu::rdtsc();
+    let mut ports = Vec::new();
     loop {
         if index == 0 {
             if let Some(reason) = guest.take_stop_request() {
@@ -373,6 +409,9 @@ fn run_stretch<V: Vcpu>(
             }
             if guest.deadline().is_some_and(|end| cpu::rdtsc() >= end) {
                 return Ok(time_up(guest, st, host));
+            }
+            if let Some(request) = guest.take_monitor_request() {
+                return handle_monitor(guest, vcpu, st, host, request);
             }
         } else {
             if guest.is_finished() {
@@ -396,6 +435,12 @@ fn run_stretch<V: Vcpu>(
             let retry = cpu::rdtsc() + time::tsc_khz() * DEVICE_RETRY_MS;
             deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
         }
+        if polls_input {
+            // This CPU reads the serial line: come out of the guest often enough to look.
+            monitor::poll();
+            let next = monitor::next_poll_tsc();
+            deadline = Some(deadline.map_or(next, |d| d.min(next)));
+        }
         if deadline != armed {
             match deadline {
                 Some(t) => apic::arm_timer_at(t),
@@ -405,13 +450,28 @@ fn run_stretch<V: Vcpu>(
         }
         let exit = vcpu.run();
         log::trace!("exit {} at RIP {:#x}", exit.name(), vcpu.rip());
+        // A queue notification (MMIO) may have sent frames to other guests.
+        let may_have_sent = matches!(exit, VmExit::NestedFault { .. });
         let next = {
             let mut dev = guest.devices.lock();
             let next = dispatch::handle(vcpu, exit, st, &mut dev, &guest.ram, host);
             work_waiting = dev.poll_virtio(&guest.ram);
             interrupts::take_deliveries(st, &mut dev);
+            if may_have_sent {
+                ports.clone_from(&dev.switch_ports);
+            }
             next
         };
+        // Hand those frames over now, with this guest's devices unlocked (see switch.rs).
+        for (switch, id) in ports.drain(..) {
+            switch.deliver_pending(id);
+        }
+        if cpu::rdtsc().wrapping_sub(stats_merged_tsc) > time::tsc_khz() * STATS_MERGE_MS {
+            // Publish this vCPU's exit counts for the monitor's `stats`.
+            guest.stats.lock().merge(&st.stats);
+            st.stats = ExitStats::default();
+            stats_merged_tsc = cpu::rdtsc();
+        }
         match next {
             Next::Resume => {}
             Next::Halt => {
@@ -423,23 +483,37 @@ fn run_stretch<V: Vcpu>(
                     if limit.is_some_and(|end| cpu::rdtsc() >= end) {
                         break;
                     }
-                    if (index == 0 && guest.has_stop_request.load(Ordering::Acquire))
+                    if (index == 0
+                        && (guest.has_stop_request.load(Ordering::Acquire)
+                            || guest.has_monitor_request()))
                         || (index != 0
                             && (guest.is_finished()
                                 || guest.generation.load(Ordering::Acquire) != generation))
                     {
                         break;
                     }
-                    let deadline = match (st.lapic().next_deadline_tsc(), limit) {
+                    let mut deadline = match (st.lapic().next_deadline_tsc(), limit) {
                         (Some(d), Some(end)) => Some(d.min(end)),
                         (d, end) => d.or(end),
                     };
+                    if polls_input {
+                        let next = monitor::next_poll_tsc();
+                        deadline = Some(deadline.map_or(next, |d| d.min(next)));
+                    }
                     match deadline {
                         Some(t) => apic::arm_timer_at(t),
                         None => apic::disarm_timer(),
                     }
                     armed = None;
                     cpu::wait_for_interrupt();
+                    if polls_input {
+                        monitor::poll();
+                    }
+                    // Input or frames from other CPUs may be what wakes the guest: take them
+                    // in now, their interrupts end the halt.
+                    let mut dev = guest.devices.lock();
+                    work_waiting = dev.poll_virtio(&guest.ram);
+                    interrupts::take_deliveries(st, &mut dev);
                 }
             }
             Next::Stop(reason) if index == 0 => {
@@ -550,5 +624,6 @@ fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(
     vcpu.reset(&entry);
     *st = VcpuState::new(0, Arc::clone(&guest.links));
     guest.devices.lock().reset(&guest.ram, time::unix_now());
+    guest.set_state(State::Running);
     Ok(())
 }

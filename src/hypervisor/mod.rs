@@ -3,12 +3,13 @@
 
 mod guest;
 mod host;
+mod monitor;
 
 use alloc::sync::Arc;
 use alloc::vec::Vec;
-use core::sync::atomic::{AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use crate::arch::x86_64::{cpu, entry, memory, smp};
+use crate::arch::x86_64::{entry, memory, smp};
 use crate::boot::cmdline::KernelArgs;
 use crate::boot::BootInfo;
 use crate::virt::Caps;
@@ -16,6 +17,9 @@ use crate::virt::Caps;
 pub use guest::{CrashPolicy, Guest, State};
 
 static GUESTS_RUNNING: AtomicUsize = AtomicUsize::new(0);
+/// Every guest, for the end-of-run report when the last one stops from the monitor.
+static ALL_GUESTS: spin::Once<Arc<Vec<Arc<Guest>>>> = spin::Once::new();
+static TEST_MODE: AtomicBool = AtomicBool::new(false);
 
 /// A block of hypervisor memory filled with a known pattern before guests start and checked
 /// when they have all stopped: a guest that reached hypervisor memory would likely trample it.
@@ -57,7 +61,7 @@ fn check_canary() {
 
 /// Runs on the boot CPU after every CPU is online.
 pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
-    let guests = match setup::build_guests(info, &caps) {
+    let (guests, escape) = match setup::build_guests(info, &caps) {
         Ok(g) => g,
         Err(why) => {
             log::error!("{why}");
@@ -79,6 +83,10 @@ pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
     GUESTS_RUNNING.store(guests.len(), Ordering::Release);
     let test = args.test;
     let all: Arc<Vec<Arc<Guest>>> = Arc::new(guests);
+    connect_switch_ports(&all);
+    ALL_GUESTS.call_once(|| Arc::clone(&all));
+    TEST_MODE.store(test, Ordering::Release);
+    monitor::install(Arc::clone(&all), escape);
     let mut on_boot_cpu = None;
     for g in all.iter() {
         for (index, &cpu) in g.cpus.iter().enumerate() {
@@ -100,6 +108,25 @@ pub fn run(info: &BootInfo, args: KernelArgs, caps: Caps) -> ! {
     idle()
 }
 
+/// Lets a sending guest's CPU put frames straight into its peers' receive queues: each port's
+/// deliverer serves its own guest's pending virtio work under that guest's device lock.
+fn connect_switch_ports(all: &[Arc<Guest>]) {
+    for g in all {
+        let ports = g.devices.lock().switch_ports.clone();
+        for (switch, id) in ports {
+            let guest = Arc::downgrade(g);
+            switch.set_deliverer(
+                id,
+                Arc::new(move || {
+                    if let Some(g) = guest.upgrade() {
+                        g.devices.lock().poll_virtio(&g.ram);
+                    }
+                }),
+            );
+        }
+    }
+}
+
 /// Called on a guest's CPU when it stops for good; the last one ends a test run. Guests' own
 /// verdicts are in their output and in the `GUEST` lines; the run itself succeeded if the
 /// hypervisor kept every guest apart and survived them all.
@@ -110,6 +137,7 @@ fn guest_finished(all: &[Arc<Guest>], test: bool) {
     for g in all {
         let state = match g.state() {
             State::Crashed => "crashed",
+            State::Held => "held",
             _ => "stopped",
         };
         crate::println!(
@@ -130,9 +158,22 @@ fn guest_finished(all: &[Arc<Guest>], test: bool) {
     }
 }
 
+/// A guest was stopped from the monitor: it counts as ended until it is restarted.
+fn guest_held() {
+    if let Some(all) = ALL_GUESTS.get() {
+        guest_finished(all, TEST_MODE.load(Ordering::Acquire));
+    }
+}
+
+/// A guest stopped from the monitor runs again.
+fn guest_resumed() {
+    GUESTS_RUNNING.fetch_add(1, Ordering::AcqRel);
+}
+
 fn idle() -> ! {
     loop {
-        cpu::wait_for_interrupt();
+        // The boot CPU keeps reading the serial line for the monitor while it has nothing else.
+        monitor::wait();
     }
 }
 

@@ -14,7 +14,8 @@
 //! | 0x9000–0xEFFF   | 24 KiB  | identity page tables: PML4, PDPT, 4 PDs (2 MiB pages)  |
 //! | 0x20000–0x2FFFF | 64 KiB  | kernel command line, NUL-terminated                    |
 //! | 0xA0000–0xFFFFF |         | reported reserved (the PC's VGA/ROM hole)              |
-//! | 0xE0000–0xFFFFF | 128 KiB | ACPI tables, RSDP first (the legacy scan range)        |
+//! | 0xE0000–0xEFFFF | 64 KiB  | ACPI tables, RSDP first (in the legacy scan range)     |
+//! | 0xFFFF0–0xFFFF9 | 10 B    | reset-vector stub asking for a reset (`firmware.rs`)   |
 //!
 //! The VMM zeroes guest RAM before loading, so untouched bytes are zero.
 
@@ -51,7 +52,7 @@ pub const LEGACY_HOLE_START: GuestPhysAddr = GuestPhysAddr::new(0xA_0000);
 /// ACPI 6.5 §5.2.5.1 tells an OS to scan.
 pub const ACPI_TABLES: GuestPhysAddr = GuestPhysAddr::new(0xE_0000);
 /// Bytes available for the ACPI tables.
-pub const ACPI_TABLES_BYTES: u64 = 0x2_0000;
+pub const ACPI_TABLES_BYTES: u64 = 0x1_0000;
 /// End of the loader's low-memory area; kernels and initrds must lie at or above it.
 pub const BOOT_AREA_END: GuestPhysAddr = GuestPhysAddr::new(0x10_0000);
 /// The least RAM the layout works with: the boot area plus room for a small kernel.

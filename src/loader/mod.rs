@@ -13,6 +13,7 @@ mod boot_data;
 mod cpu;
 mod elf;
 mod error;
+pub mod firmware;
 mod image;
 pub mod layout;
 mod linux;
@@ -104,6 +105,7 @@ pub fn load(
             min: layout::MIN_GUEST_RAM,
         });
     }
+    firmware::write_reset_vector(mem)?;
     let is_elf = match req.format {
         Format::Elf => true,
         Format::Linux => false,

@@ -194,7 +194,10 @@ pub fn handle<V: Vcpu, H: Host>(
     mem: &dyn GuestMemory,
     host: &mut H,
 ) -> Next {
-    st.stats.count(exit.name());
+    st.stats.count(match &exit {
+        VmExit::Io(io) => io_class(io.port),
+        other => other.name(),
+    });
     match exit {
         VmExit::Cpuid => {
             let regs = vcpu.regs();
@@ -344,6 +347,32 @@ fn handle_msr<V: Vcpu, H: Host>(
     Next::Resume
 }
 
+/// The statistics name of a port access: which emulated device paid for the exit, so a boot's
+/// I/O exits can be told apart (a chatty serial console versus a probing driver).
+fn io_class(port: u16) -> &'static str {
+    match port {
+        p if (COM1_PORT..COM1_PORT + 8).contains(&p) => "io-uart",
+        RTC_INDEX_PORT | RTC_DATA_PORT => "io-rtc",
+        SLEEP_CONTROL_PORT | SLEEP_STATUS_PORT | RESET_PORT | GUEST_EXIT_PORT => "io-power",
+        PCI_CONF1_FIRST..=PCI_CONF1_LAST => "io-pci",
+        PIT_FIRST..=PIT_LAST => "io-pit",
+        _ => "io-other",
+    }
+}
+
+/// PCI configuration mechanism #1 (address at 0xCF8, data at 0xCFC–0xCFF): no device there,
+/// but counted apart because Linux probes it.
+const PCI_CONF1_FIRST: u16 = 0xCF8;
+const PCI_CONF1_LAST: u16 = 0xCFF;
+
+/// The 8254 PIT's ports. Guests have no PIT (the FADT says hardware-reduced), but Linux still
+/// times its CPU clock against channel 2 at boot. Reading its counter as all-ones, like any
+/// absent device, keeps Linux's `pit_expect_msb` loop spinning for its full 50,000 rounds of
+/// two reads (100,000 exits, most of a boot's); a counter that reads 0 never matches the
+/// expected MSB, so the calibration gives up at once and Linux uses `tsc_early_khz`.
+const PIT_FIRST: u16 = 0x40;
+const PIT_LAST: u16 = 0x43;
+
 fn handle_io<V: Vcpu, H: Host>(
     vcpu: &mut V,
     io: IoAccess,
@@ -399,6 +428,7 @@ fn handle_io<V: Vcpu, H: Host>(
             }
             return Next::Resume;
         }
+        PIT_FIRST..=PIT_LAST if io.is_in => result = Some(0),
         GUEST_EXIT_PORT if !io.is_in => {
             let status = vcpu.regs().gpr(reg::RAX) as u8;
             skip(vcpu, len);

@@ -1,13 +1,16 @@
 //! The devices one guest's vCPUs share: its UART, I/O APIC, virtio-mmio bus, and the interrupt
 //! messages they produce on the way to the local APICs.
 
+use alloc::sync::Arc;
 use alloc::vec::Vec;
 
 use crate::addr::{GuestPhysAddr, PAGE_SIZE};
 use crate::devices::ioapic::{Delivery, IoApic};
 use crate::devices::rtc::Rtc;
+use crate::devices::switch::{PortId, Switch};
 use crate::devices::uart::Uart;
 use crate::devices::virtio::bus::VirtioBus;
+use crate::devices::virtio::console::ConsoleInput;
 use crate::guest_mem::GuestMemory;
 use crate::layout::{COM1_GSI, IOAPIC_BASE};
 
@@ -24,12 +27,18 @@ pub struct GuestDevices {
     pub ioapic: IoApic,
     /// The guest's virtio-mmio devices.
     pub virtio: VirtioBus,
+    /// Bytes typed for this guest's COM1 (filled by the monitor on another CPU).
+    pub uart_input: Arc<ConsoleInput>,
+    /// The virtio-console's input, if the guest has one (filled by the monitor).
+    pub console_input: Option<Arc<ConsoleInput>>,
     /// Interrupt messages from the I/O APIC not yet handed to a local APIC.
     pub deliveries: Vec<Delivery>,
     /// Accesses to ports with nothing behind them.
     pub unassigned_io: u64,
     /// Accesses to guest-physical addresses with nothing behind them.
     pub unassigned_mmio: u64,
+    /// The switch ports of the guest's network cards, for handing frames to their peers.
+    pub switch_ports: Vec<(Arc<Switch>, PortId)>,
 }
 
 impl Default for GuestDevices {
@@ -39,9 +48,12 @@ impl Default for GuestDevices {
             rtc: Rtc::new(0),
             ioapic: IoApic::new(IOAPIC_ID),
             virtio: VirtioBus::new(),
+            uart_input: ConsoleInput::new(),
+            console_input: None,
             deliveries: Vec::new(),
             unassigned_io: 0,
             unassigned_mmio: 0,
+            switch_ports: Vec::new(),
         }
     }
 }
@@ -62,6 +74,11 @@ impl GuestDevices {
         self.ioapic = IoApic::new(IOAPIC_ID);
         self.virtio.reset_all(mem);
         self.deliveries.clear();
+        // Input typed for the old run is not for the new one.
+        let _ = self.uart_input.take(usize::MAX);
+        if let Some(input) = &self.console_input {
+            let _ = input.take(usize::MAX);
+        }
     }
 
     /// Drives I/O APIC input `gsi` to `level`.
@@ -87,10 +104,31 @@ impl GuestDevices {
     /// input) and raises the lines of devices that completed something. Returns whether work is
     /// still waiting (the guest had no buffers for it yet), so the caller polls again soon.
     pub fn poll_virtio(&mut self, mem: &dyn GuestMemory) -> bool {
+        self.poll_uart_input();
         let mut raised = Vec::new();
         self.virtio.poll(mem, |gsi| raised.push(gsi));
         self.update_virtio_lines(&raised);
-        self.virtio.has_pending_work()
+        self.virtio.has_pending_work() || self.uart_input.is_pending()
+    }
+
+    /// Moves typed bytes into COM1's receive FIFO, as many as fit (the rest wait, so nothing
+    /// typed is lost), and raises GSI 4 if the guest enabled the receive interrupt.
+    pub fn poll_uart_input(&mut self) {
+        if !self.uart_input.take_pending() {
+            return;
+        }
+        let room = self.uart.rx_room();
+        let bytes = self.uart_input.take(room);
+        for &b in &bytes {
+            self.uart.push_rx(b);
+        }
+        if !self.uart_input.is_empty() {
+            // Some input did not fit: it waits for the guest to read the FIFO.
+            self.uart_input.set_pending();
+        }
+        if !bytes.is_empty() {
+            self.update_uart_line();
+        }
     }
 
     fn update_virtio_lines(&mut self, gsis: &[u32]) {
@@ -135,5 +173,35 @@ impl GuestDevices {
             self.update_virtio_lines(&raised);
         }
         claimed
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const IER_RX_AVAILABLE: u8 = 1;
+
+    #[test]
+    fn typed_bytes_wait_until_the_uart_fifo_has_room() {
+        let mut dev = GuestDevices::default();
+        dev.uart.write(1, IER_RX_AVAILABLE);
+        let room = dev.uart.rx_room();
+        for _ in 0..room - 4 {
+            dev.uart.push_rx(b'.');
+        }
+        assert_eq!(dev.uart_input.push(b"abcdefgh"), 8);
+        dev.poll_uart_input();
+        assert_eq!(dev.uart.rx_room(), 0);
+        assert!(dev.uart_input.is_pending(), "the rest waits");
+        assert!(dev.uart.irq_pending());
+        for _ in 0..room - 4 {
+            assert_eq!(dev.uart.read(0), b'.');
+        }
+        dev.poll_uart_input();
+        let got: Vec<u8> = (0..8).map(|_| dev.uart.read(0)).collect();
+        assert_eq!(got, b"abcdefgh", "nothing lost, nothing repeated");
+        assert!(!dev.uart_input.is_pending());
+        assert!(!dev.uart.irq_pending());
     }
 }

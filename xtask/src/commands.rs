@@ -9,7 +9,7 @@ use crate::args::{self, Parsed, Spec};
 use crate::iso::{self, IsoSpec};
 use crate::machine::{self, Accel, Cpu, Emulator, Firmware, Machine};
 use crate::sys::{self, Need};
-use crate::{bochs, cargo, linux, paths, qemu};
+use crate::{bochs, cargo, linux, paths, qemu, sizing};
 
 /// What `run`, `iso` and `gdb` put on the kernel command line unless told otherwise.
 const DEFAULT_CMDLINE: &str = "log=info";
@@ -102,6 +102,9 @@ pub fn iso(argv: Vec<String>) -> Result<ExitCode, String> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// RAM for a machine whose manifest says nothing (or that has none).
+const DEFAULT_MEM_MIB: u32 = 256;
+
 const MACHINE_FLAGS: &[&str] = &["bochs", "uefi", "no-manifest"];
 const MACHINE_OPTIONS: &[&str] = &["accel", "cpu", "smp", "mem", "cmdline", "manifest"];
 
@@ -118,6 +121,8 @@ fn machine_arg(parsed: &Parsed) -> Result<Machine, String> {
         Some("kvm") => return Err("--accel kvm: /dev/kvm does not exist here".into()),
         Some(other) => return Err(format!("--accel wants tcg or kvm, got `{other}`")),
     };
+    // Unless told, a machine big enough for the manifest being packed.
+    let needed = manifest_arg(parsed)?.and_then(|m| sizing::needed_by(&m));
     let cpu = match parsed.value("cpu") {
         None => Machine::default_cpu(emulator, accel),
         Some("vmx") if emulator == Emulator::Qemu && accel == Accel::Kvm => Cpu::Host,
@@ -136,9 +141,21 @@ fn machine_arg(parsed: &Parsed) -> Result<Machine, String> {
         },
         accel,
         cpu,
-        smp: parsed.number("smp")?.unwrap_or(1),
-        mem_mib: machine::parse_mem(parsed.value("mem").unwrap_or("256M"))?,
+        smp: match parsed.number("smp")? {
+            Some(n) => n,
+            None => needed.map_or(1, |(cpus, _)| cpus),
+        },
+        mem_mib: match parsed.value("mem") {
+            Some(text) => machine::parse_mem(text)?,
+            None => needed.map_or(DEFAULT_MEM_MIB, |(_, mib)| mib.max(DEFAULT_MEM_MIB)),
+        },
     };
+    if parsed.value("smp").is_none() || parsed.value("mem").is_none() {
+        println!(
+            "xtask: machine: {} CPUs, {} MiB (--smp/--mem to change)",
+            machine.smp, machine.mem_mib
+        );
+    }
     machine.validate()?;
     Ok(machine)
 }
@@ -191,7 +208,7 @@ pub fn run(argv: Vec<String>) -> Result<ExitCode, String> {
                 ovmf_vars: vars.as_deref(),
                 gdb: false,
             })?;
-            println!("xtask: serial on this terminal; Ctrl-A X quits QEMU");
+            println!("xtask: serial on this terminal; Ctrl-A switches guest input and the monitor shell, Ctrl-] x quits QEMU");
             let status = command
                 .status()
                 .map_err(|e| format!("cannot start QEMU: {e}"))?;

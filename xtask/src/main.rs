@@ -14,6 +14,7 @@ mod paths;
 mod qemu;
 mod runner;
 mod scenario;
+mod sizing;
 mod sys;
 mod test_cmd;
 mod verdict;

@@ -9,10 +9,13 @@ use crate::sys;
 
 /// Where the guest's COM1 goes.
 pub enum Serial<'a> {
-    /// Serial and the QEMU monitor multiplexed on this terminal (Ctrl-A X quits).
+    /// Serial and the QEMU monitor multiplexed on this terminal (Ctrl-] x quits: QEMU's mux
+    /// escape moves off Ctrl-A, which belongs to Bulkhead's console).
     Terminal,
     /// Serial written to a file; no monitor.
     File(&'a Path),
+    /// Serial on QEMU's stdin/stdout (pipes the runner reads and types into); no monitor.
+    Pipes,
 }
 
 /// One QEMU boot.
@@ -26,6 +29,8 @@ pub struct Boot<'a> {
     pub gdb: bool,
 }
 
+/// QEMU's own terminal escape (Ctrl-]), so Ctrl-A reaches Bulkhead's monitor console.
+pub const QEMU_ESCAPE: &str = "0x1d";
 /// Port QEMU's `isa-debug-exit` device listens on; the hypervisor writes its verdict there.
 pub const DEBUG_EXIT_DEVICE: &str = "isa-debug-exit,iobase=0xf4,iosize=0x04";
 /// Exit status QEMU reports for `BULKHEAD EXIT ok` (0x10 written: (0x10 << 1) | 1).
@@ -59,13 +64,14 @@ pub fn args(boot: &Boot) -> Result<Vec<OsString>, String> {
     push(&["-display", "none", "-no-reboot"]);
     push(&["-device", DEBUG_EXIT_DEVICE]);
     match boot.serial {
-        Serial::Terminal => push(&["-serial", "mon:stdio"]),
+        Serial::Terminal => push(&["-echr", QEMU_ESCAPE, "-serial", "mon:stdio"]),
         Serial::File(log) => {
             push(&["-monitor", "none", "-serial"]);
             let mut spec = OsString::from("file:");
             spec.push(log);
             a.push(spec);
         }
+        Serial::Pipes => push(&["-monitor", "none", "-serial", "stdio"]),
     }
     if m.firmware == Firmware::Uefi {
         let vars = boot
@@ -161,9 +167,11 @@ mod tests {
         boot.ovmf_vars = Some(Path::new("/t/vars.fd"));
         let line = joined(&boot);
         assert!(line.contains("-accel kvm -cpu host"));
-        assert!(line.contains("-serial mon:stdio"));
+        assert!(line.contains("-echr 0x1d -serial mon:stdio"));
         assert!(line.contains(&format!("readonly=on,file={}", sys::OVMF_CODE)));
         assert!(line.contains("unit=1,file=/t/vars.fd"));
         assert!(line.ends_with("-s -S"));
+        boot.serial = Serial::Pipes;
+        assert!(joined(&boot).contains("-monitor none -serial stdio"));
     }
 }

@@ -1,14 +1,15 @@
 //! Runs scenario cases in emulators, a few at a time, each with its own log and a timeout.
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::machine::{Emulator, Firmware};
-use crate::scenario::Case;
+use crate::scenario::{Case, Send};
 use crate::verdict::{self, Outcome, Problem, Rules};
 use crate::{bochs, qemu};
 
@@ -78,7 +79,11 @@ fn spawn(
             qemu::command(&qemu::Boot {
                 machine: &case.machine,
                 iso,
-                serial: qemu::Serial::File(&files.serial_log),
+                serial: if case.sends.is_empty() {
+                    qemu::Serial::File(&files.serial_log)
+                } else {
+                    qemu::Serial::Pipes
+                },
                 ovmf_vars: vars.as_deref(),
                 gdb: false,
             })?
@@ -109,9 +114,13 @@ fn spawn(
     let err = out
         .try_clone()
         .map_err(|e| format!("duplicating a file handle: {e}"))?;
+    if case.sends.is_empty() {
+        command.stdin(Stdio::null()).stdout(out);
+    } else {
+        // Serial on stdin/stdout: the runner copies the output to the log and types input.
+        command.stdin(Stdio::piped()).stdout(Stdio::piped());
+    }
     command
-        .stdin(Stdio::null())
-        .stdout(out)
         .stderr(err)
         .spawn()
         .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))
@@ -150,7 +159,16 @@ fn run_case(job: &Job, out_dir: &Path, bochs_gate: &Mutex<Option<Instant>>) -> C
     let (problems, log) = match spawn(case, &job.iso, &files, bochs_gate) {
         Err(why) => (vec![Problem::NotStarted(why)], String::new()),
         Ok(mut child) => {
+            let typist = match (child.stdout.take(), child.stdin.take()) {
+                (Some(out), Some(input)) => match File::create(&files.serial_log) {
+                    Ok(log) => Some(follow(out, input, log, case.sends.clone())),
+                    Err(_) => None,
+                },
+                _ => None,
+            };
             let outcome = wait(&mut child, case.timeout);
+            // QEMU has exited (or was killed): its stdout ends and the follower with it.
+            let typed = typist.map(|t| t.join().unwrap_or(0));
             let log = read_log(&files.serial_log);
             let rules = Rules {
                 emulator: case.machine.emulator,
@@ -158,7 +176,16 @@ fn run_case(job: &Job, out_dir: &Path, bochs_gate: &Mutex<Option<Instant>>) -> C
                 forbid: &case.forbid,
                 end: case.end,
             };
-            (verdict::judge(&rules, &log, &outcome), log)
+            let mut problems = verdict::judge(&rules, &log, &outcome);
+            if let Some(typed) = typed {
+                if let Some(send) = case.sends.get(typed) {
+                    problems.push(Problem::NotTyped {
+                        index: typed + 1,
+                        after: send.after.source.clone(),
+                    });
+                }
+            }
+            (problems, log)
         }
     };
     CaseResult {
@@ -168,6 +195,70 @@ fn run_case(job: &Job, out_dir: &Path, bochs_gate: &Mutex<Option<Instant>>) -> C
         log,
         log_path: files.serial_log,
     }
+}
+
+/// Decides when to type: each complete serial line is checked against the next send's marker.
+struct Typist {
+    sends: Vec<Send>,
+    next: usize,
+    partial: Vec<u8>,
+}
+
+impl Typist {
+    fn new(sends: Vec<Send>) -> Self {
+        Self {
+            sends,
+            next: 0,
+            partial: Vec::new(),
+        }
+    }
+
+    /// Serial output arrived; returns what to type now, in order. One line triggers at most
+    /// one send, so each send waits for a line that came after the previous one was typed.
+    fn feed(&mut self, chunk: &[u8]) -> Vec<Vec<u8>> {
+        let mut typed = Vec::new();
+        for &b in chunk {
+            if b != b'\n' {
+                self.partial.push(b);
+                continue;
+            }
+            let line = verdict::clean_line(&String::from_utf8_lossy(&self.partial));
+            self.partial.clear();
+            if let Some(send) = self.sends.get(self.next) {
+                if send.after.regex.is_match(&line) {
+                    typed.push(send.bytes.clone());
+                    self.next += 1;
+                }
+            }
+        }
+        typed
+    }
+}
+
+/// Copies QEMU's serial output to `log` and types the sends into its serial input; returns how
+/// many sends were typed when the output ends.
+fn follow(
+    mut out: ChildStdout,
+    mut input: ChildStdin,
+    mut log: File,
+    sends: Vec<Send>,
+) -> std::thread::JoinHandle<usize> {
+    std::thread::spawn(move || {
+        let mut typist = Typist::new(sends);
+        let mut buf = [0u8; 4096];
+        loop {
+            let n = match out.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            let _ = log.write_all(&buf[..n]);
+            for bytes in typist.feed(&buf[..n]) {
+                let _ = input.write_all(&bytes);
+                let _ = input.flush();
+            }
+        }
+        typist.next
+    })
 }
 
 fn read_log(path: &Path) -> String {
@@ -210,6 +301,33 @@ pub fn run_all(
         .into_iter()
         .flatten()
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Marker;
+
+    fn send(after: &str, text: &str) -> Send {
+        Send {
+            after: Marker::new(after).unwrap(),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn each_send_waits_for_its_own_later_line() {
+        let mut t = Typist::new(vec![send("ready", "a"), send("ready|more", "b")]);
+        assert!(
+            t.feed(b"not yet\r\nrea").is_empty(),
+            "partial lines do not count"
+        );
+        assert_eq!(t.feed(b"dy\r\n"), vec![b"a".to_vec()]);
+        assert_eq!(t.next, 1);
+        assert_eq!(t.feed(b"\x1b[0mmore\nready\n"), vec![b"b".to_vec()]);
+        assert!(t.feed(b"ready\n").is_empty(), "all typed");
+        assert_eq!(t.next, 2);
+    }
 }
 
 /// Lines of serial log shown under a failure.

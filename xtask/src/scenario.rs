@@ -35,6 +35,16 @@ struct ScenarioFile {
     long: bool,
     #[serde(rename = "machine", default)]
     machines: Vec<MachineEntry>,
+    #[serde(rename = "send", default)]
+    sends: Vec<SendEntry>,
+}
+
+/// `[[send]]`: when a serial line matches `after`, type `text` into the serial port.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SendEntry {
+    after: String,
+    text: String,
 }
 
 #[derive(Deserialize)]
@@ -81,6 +91,55 @@ impl Marker {
     }
 }
 
+/// Text typed into the machine's serial port once a line matches `after` (searched in the lines
+/// that arrive after the previous send was typed).
+#[derive(Clone, Debug)]
+pub struct Send {
+    pub after: Marker,
+    pub bytes: Vec<u8>,
+}
+
+/// The bytes `text` stands for: `\xNN`, `\r`, `\n`, `\t`, `\e` and `\\` are escapes (write
+/// the scenario's `text` as a TOML literal string, `'list\r'`, or double the backslashes).
+pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(text.len());
+    let mut rest = text.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        rest = tail;
+        if b != b'\\' {
+            out.push(b);
+            continue;
+        }
+        let Some((&kind, tail)) = rest.split_first() else {
+            return Err(format!("`{text}` ends in a lone backslash"));
+        };
+        rest = tail;
+        match kind {
+            b'r' => out.push(b'\r'),
+            b'n' => out.push(b'\n'),
+            b't' => out.push(b'\t'),
+            b'e' => out.push(0x1B),
+            b'\\' => out.push(b'\\'),
+            b'x' => {
+                let hex = rest
+                    .get(..2)
+                    .and_then(|h| std::str::from_utf8(h).ok())
+                    .and_then(|h| u8::from_str_radix(h, 16).ok())
+                    .ok_or_else(|| format!("`{text}`: \\x needs two hex digits"))?;
+                out.push(hex);
+                rest = &rest[2..];
+            }
+            other => {
+                return Err(format!(
+                    "`{text}`: unknown escape `\\{}` (\\xNN \\r \\n \\t \\e \\\\)",
+                    char::from(other)
+                ))
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// One scenario on one machine: what to boot and how to judge it.
 #[derive(Clone, Debug)]
 pub struct Case {
@@ -95,6 +154,8 @@ pub struct Case {
     pub timeout: Duration,
     /// Only run with `cargo xtask test --long`.
     pub long: bool,
+    /// What to type into the serial port, in order (QEMU only).
+    pub sends: Vec<Send>,
 }
 
 /// Replaces `{smp}`, `{mem_mib}` and `{virt}` with the machine's values (escaped for regex).
@@ -156,6 +217,21 @@ pub fn parse(scenario: &str, text: &str) -> Result<Vec<Case>, String> {
             .or(file.timeout_s)
             .unwrap_or(default_timeout_s);
         let name = format!("{scenario}.{}", machine.label());
+        if !file.sends.is_empty() && machine.emulator != Emulator::Qemu {
+            return Err(at(
+                "[[send]] types into the serial port, which only QEMU cases can do (Bochs \
+                 writes COM1 to a file); leave Bochs machines out of this scenario"
+                    .into(),
+            ));
+        }
+        let mut sends = Vec::new();
+        for (i, entry) in file.sends.iter().enumerate() {
+            let at_send = |e: String| format!("send #{}: {e}", i + 1);
+            sends.push(Send {
+                after: Marker::new(&substitute(&entry.after, &machine)).map_err(at_send)?,
+                bytes: unescape(&entry.text).map_err(at_send)?,
+            });
+        }
         if cases.iter().any(|c: &Case| c.name == name) {
             return Err(at(format!("machine repeats an earlier one ({name})")));
         }
@@ -172,6 +248,7 @@ pub fn parse(scenario: &str, text: &str) -> Result<Vec<Case>, String> {
             end: file.end,
             timeout: Duration::from_secs(timeout_s),
             long: file.long || entry.long,
+            sends,
             machine,
         });
     }
@@ -264,6 +341,36 @@ mod tests {
             err("[[machine]]\nemulator = \"qemu\"\n[[machine]]\nemulator = \"qemu\"\n")
                 .contains("repeats")
         );
+    }
+
+    #[test]
+    fn sends_are_read_with_their_escapes() {
+        let text = r#"
+            [[send]]
+            after = "focus: \\w+"
+            text = '\x01list\r'
+            [[send]]
+            after = "x"
+            text = "plain\r"
+            [[machine]]
+            emulator = "qemu"
+        "#;
+        let cases = parse("s", text).unwrap();
+        let sends = &cases[0].sends;
+        assert_eq!(sends.len(), 2);
+        assert!(sends[0].after.regex.is_match("focus: hello"));
+        assert_eq!(sends[0].bytes, b"\x01list\r");
+        assert_eq!(sends[1].bytes, b"plain\r");
+        assert_eq!(unescape(r"a\\b\e\t\n").unwrap(), b"a\\b\x1b\t\n");
+        assert!(unescape(r"\x1").unwrap_err().contains("two hex digits"));
+        assert!(unescape(r"\q").unwrap_err().contains("unknown escape"));
+        assert!(unescape("end\\").unwrap_err().contains("lone backslash"));
+    }
+
+    #[test]
+    fn bochs_cannot_be_typed_into() {
+        let text = "[[send]]\nafter = \"x\"\ntext = \"y\"\n[[machine]]\nemulator = \"bochs\"\n";
+        assert!(parse("s", text).unwrap_err().contains("only QEMU"));
     }
 
     #[test]

@@ -53,6 +53,11 @@ pub enum Problem {
         line_no: usize,
         line: String,
     },
+    /// A `[[send]]` whose marker never appeared (numbered from 1).
+    NotTyped {
+        index: usize,
+        after: String,
+    },
 }
 
 impl fmt::Display for Problem {
@@ -73,6 +78,10 @@ impl fmt::Display for Problem {
             } => write!(
                 f,
                 "forbidden marker `{marker}` at log line {line_no}: {line}"
+            ),
+            Problem::NotTyped { index, after } => write!(
+                f,
+                "send #{index} was never typed: no line matched `{after}` after the previous send"
             ),
         }
     }

@@ -84,9 +84,13 @@ pub fn flush() {
     }
 }
 
-/// Reads one byte if the UART has received one.
+/// Reads one byte if the UART has received one (LSR data-ready, then RBR). Never waits: if
+/// another CPU is printing a line, returns `None` and the caller polls again later (the byte
+/// stays in the UART's receive FIFO, and an emulator holds further input back meanwhile).
 pub fn try_read_byte() -> Option<u8> {
-    PORT.lock().as_mut().and_then(|p| p.try_receive_byte().ok())
+    PORT.try_lock()?
+        .as_mut()
+        .and_then(|p| p.try_receive_byte().ok())
 }
 
 /// Breaks the serial lock after a panic so the panic report can still be printed.

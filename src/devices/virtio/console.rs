@@ -80,13 +80,35 @@ impl ConsoleInput {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn take(&self, max: usize) -> Vec<u8> {
+    /// Clears the "input arrived" flag; returns whether it was set.
+    pub fn take_pending(&self) -> bool {
+        self.pending.swap(false, Ordering::AcqRel)
+    }
+
+    /// Whether input arrived since the flag was last taken.
+    pub fn is_pending(&self) -> bool {
+        self.pending.load(Ordering::Acquire)
+    }
+
+    /// Whether no input waits.
+    pub fn is_empty(&self) -> bool {
+        self.bytes.lock().is_empty()
+    }
+
+    /// Marks input as waiting again (the consumer had no room for all of it).
+    pub fn set_pending(&self) {
+        self.pending.store(true, Ordering::Release);
+    }
+
+    /// Takes up to `max` bytes, oldest first.
+    pub fn take(&self, max: usize) -> Vec<u8> {
         let mut bytes = self.bytes.lock();
         let n = max.min(bytes.len());
         bytes.drain(..n).collect()
     }
 
-    fn unget(&self, data: &[u8]) {
+    /// Puts bytes back in front (the consumer could not take them).
+    pub fn unget(&self, data: &[u8]) {
         let mut bytes = self.bytes.lock();
         for &b in data.iter().rev() {
             bytes.push_front(b);

@@ -30,6 +30,8 @@ pub const APPLETS: &[&str] = &[
     "nc",
     "ping",
     "poweroff",
+    "printf",
+    "reboot",
     "rm",
     "sh",
     "sha256sum",

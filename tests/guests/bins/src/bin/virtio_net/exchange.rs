@@ -39,7 +39,7 @@ pub(crate) const IDLE_VECTOR: u8 = 0x52;
 /// Waits a little for something to arrive: with interrupts on, HLT until the device's
 /// interrupt (or the back-stop timer) wakes the CPU, as an interrupt-driven driver does;
 /// otherwise a spin-loop hint, as a polling driver does.
-fn idle(cfg: &Config) {
+pub(crate) fn idle(cfg: &Config) {
     if cfg.idle_timer_count == 0 {
         core::hint::spin_loop();
         return;

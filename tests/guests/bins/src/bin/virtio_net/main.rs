@@ -8,7 +8,10 @@
 //! frames in HLT (bounded by a 10 ms APIC timer back-stop), as an interrupt-driven driver does;
 //! without it the guest polls the used ring, as a busy-polling driver does.
 //!
-//! Command line: `role=a|b`, `peer=MAC`, `count=K` (default 32, at most 256), `isolated=1`,
+//! With `role=pong ip=A.B.C.D` it is instead a tiny IPv4 host that answers ARP and ping (see
+//! `pong.rs`), for `replies=N` pings (default 0: forever); it always waits for interrupts.
+//!
+//! Command line: `role=a|b|pong`, `peer=MAC`, `count=K` (default 32, at most 256), `isolated=1`,
 //! `irq=1`, `mac=MAC` (expected own address), `timeout_ms=N` (default 30000), `listen_ms=N`
 //! (isolated, default 2000), `virtio=ADDR[@GSI]`.
 
@@ -17,6 +20,7 @@
 
 mod exchange;
 mod frame;
+mod pong;
 mod port;
 
 use guest_rt::apic::{self, Mode};
@@ -163,12 +167,64 @@ fn judge_exchange(checks: &mut Checks, cfg: &Config, outcome: &Outcome, t: &Tall
     );
 }
 
+/// `role=pong`: answer ARP and ping on the switch.
+fn pong_main(args: &Cmdline<'_>) -> ! {
+    let own_ip = args
+        .get("ip")
+        .and_then(pong::parse_ipv4)
+        .unwrap_or_else(|| fail_setup("role=pong needs ip=A.B.C.D"));
+    let replies = number(args, "replies", 0);
+    let tsc_hz = time::tsc_rate().map_or(3_000_000_000, |(hz, _)| hz);
+    let w = window::find(args, DEVICE_NET).unwrap_or_else(|err| fail_setup(err));
+    let transport = w.transport().unwrap_or_else(|err| fail_setup(err));
+    let net = Net::new(transport).unwrap_or_else(|err| fail_setup(err));
+    let own = net.mac_address();
+    let mut checks = Checks::new("virtio-net/pong");
+    let mut port = Port::new(net, tsc_hz).unwrap_or_else(|err| fail_setup(err));
+    if route_irq(&mut checks, &w).is_none() {
+        checks.finish()
+    }
+    let timer_hz = apic::timer_hz().unwrap_or(time::QEMU_APIC_TIMER_HZ);
+    let cfg = Config {
+        own,
+        peer: NOBODY,
+        role: b'p',
+        peer_role: b'p',
+        count: 1,
+        tsc_hz,
+        timeout_ms: 0,
+        idle_timer_count: u32::try_from(time::us_to_ticks(IDLE_BACKSTOP_US, timer_hz))
+            .unwrap_or(u32::MAX),
+    };
+    let mut tally = pong::PongTally::default();
+    sti();
+    let result = pong::run(&mut port, &cfg, own, own_ip, replies, &mut tally);
+    cli();
+    apic::timer_stop();
+    println!(
+        "virtio-net: pong: {} ARP replies, {} echo replies, {} frames ignored",
+        tally.arp_replies, tally.echo_replies, tally.ignored
+    );
+    if let Err(err) = result {
+        checks.fail("pong", err);
+    }
+    checks.expect(
+        "pong",
+        tally.echo_replies >= replies,
+        format_args!("{} of {replies} echo replies", tally.echo_replies),
+    );
+    checks.finish()
+}
+
 fn main(info: &'static StartInfo) -> ! {
     let args = info.args();
     if let Err(err) = dma::init(info) {
         fail_setup(err);
     }
     guest_rt::cpu::enable_write_back_default();
+    if args.get("role") == Some("pong") {
+        pong_main(&args);
+    }
     let is_isolated = args.get("isolated") == Some("1");
     let (role, peer_role) = match args.get("role").unwrap_or("a") {
         "a" => (b'a', b'b'),

@@ -138,24 +138,32 @@ impl Port {
     /// Hands every received frame to `on_frame` and re-posts its buffer; returns how many.
     pub(crate) fn poll(&mut self, mut on_frame: impl FnMut(&[u8])) -> Result<usize, PortError> {
         let mut frames = 0;
-        while let Some(token) = self.net.poll_receive() {
-            let index = self
-                .owner
-                .get_mut(usize::from(token))
-                .and_then(Option::take)
-                .ok_or(PortError::UnknownToken(token))?;
-            // SAFETY: the device has returned this buffer (its token is in the used ring), and
-            // the slice ends before the buffer is posted again.
-            let buf = unsafe { self.rx_buf(index) };
-            // SAFETY: `buf` is the buffer posted with `token`.
-            let (header, len) = unsafe { self.net.receive_complete(token, buf) }
-                .map_err(driver("receive_complete"))?;
-            let end = (header + len).min(buf.len());
-            on_frame(&buf[header.min(end)..end]);
-            self.rx_frames += 1;
+        while self.poll_one(&mut on_frame)? {
             frames += 1;
-            self.post(index)?;
         }
         Ok(frames)
+    }
+
+    /// Hands the next received frame, if any, to `on_frame` and re-posts its buffer.
+    pub(crate) fn poll_one(&mut self, on_frame: impl FnOnce(&[u8])) -> Result<bool, PortError> {
+        let Some(token) = self.net.poll_receive() else {
+            return Ok(false);
+        };
+        let index = self
+            .owner
+            .get_mut(usize::from(token))
+            .and_then(Option::take)
+            .ok_or(PortError::UnknownToken(token))?;
+        // SAFETY: the device has returned this buffer (its token is in the used ring), and
+        // the slice ends before the buffer is posted again.
+        let buf = unsafe { self.rx_buf(index) };
+        // SAFETY: `buf` is the buffer posted with `token`.
+        let (header, len) =
+            unsafe { self.net.receive_complete(token, buf) }.map_err(driver("receive_complete"))?;
+        let end = (header + len).min(buf.len());
+        on_frame(&buf[header.min(end)..end]);
+        self.rx_frames += 1;
+        self.post(index)?;
+        Ok(true)
     }
 }
