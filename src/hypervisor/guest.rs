@@ -74,9 +74,16 @@ pub struct Guest {
     pub links: Arc<VcpuLinks>,
     /// Bumped at every restart: application processors go back to waiting for a SIPI.
     generation: AtomicU32,
+    /// The generation whose restart has finished (start-up mailboxes cleared): a SIPI taken
+    /// while this equals `generation` was sent by the guest as it now runs.
+    ready_generation: AtomicU32,
     /// A stop an application processor ran into, for the boot vCPU to act on.
     stop_request: Mutex<Option<StopReason>>,
     has_stop_request: AtomicBool,
+    /// The manifest's `time_limit_ms`, if any.
+    time_limit_ms: Option<u64>,
+    /// TSC at which the time limit ends the guest (0: none, or not started yet).
+    deadline_tsc: AtomicU64,
     /// A [`MonitorRequest`] not yet acted on (0: none).
     monitor_request: AtomicU8,
     /// TSC when the guest last (re)started, for its uptime.
@@ -84,6 +91,9 @@ pub struct Guest {
     /// vCPU 0 waits for the monitor's `restart` (the guest ended or was stopped).
     is_restartable: AtomicBool,
 }
+
+/// The status a guest stopped by its time limit ends with.
+pub const TIME_LIMIT_STATUS: u8 = 254;
 
 impl Guest {
     /// A guest ready to start.
@@ -123,8 +133,11 @@ impl Guest {
                 }),
             )),
             generation: AtomicU32::new(0),
+            ready_generation: AtomicU32::new(0),
             stop_request: Mutex::new(None),
             has_stop_request: AtomicBool::new(false),
+            time_limit_ms: None,
+            deadline_tsc: AtomicU64::new(0),
             monitor_request: AtomicU8::new(0),
             started_tsc: AtomicU64::new(0),
             is_restartable: AtomicBool::new(false),
@@ -162,6 +175,29 @@ impl Guest {
     fn load(&self) -> Result<EntryState, String> {
         self.ram.zero();
         (self.loader)(&self.ram)
+    }
+
+    /// Stops the guest `ms` milliseconds after it first starts, whatever it is doing.
+    pub fn with_time_limit(mut self, ms: Option<u64>) -> Self {
+        self.time_limit_ms = ms;
+        self
+    }
+
+    /// Starts the time limit's clock (at the first start and at a restart from the monitor;
+    /// crash restarts keep counting).
+    fn arm_time_limit(&self) {
+        if let Some(ms) = self.time_limit_ms {
+            let end = cpu::rdtsc().saturating_add(ms.saturating_mul(time::tsc_khz()));
+            self.deadline_tsc.store(end.max(1), Ordering::Release);
+        }
+    }
+
+    /// The TSC at which the time limit ends the guest, once it has started.
+    fn deadline(&self) -> Option<u64> {
+        match self.deadline_tsc.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(t),
+        }
     }
 
     /// Loads the images before anything starts, so a bad image is refused while no guest runs.
@@ -301,6 +337,7 @@ fn run_vcpu<V: Vcpu>(
         };
         vcpu.reset(&entry);
         guest.set_state(State::Running);
+        guest.arm_time_limit();
         log::info!(
             "started on cpu{} with {} MiB",
             percpu::index(),
@@ -315,27 +352,39 @@ fn run_vcpu<V: Vcpu>(
             crate::hypervisor::guest_resumed();
             log::info!("restarted from the monitor: starting again from its images");
             restart(guest, &mut vcpu, &mut st)?;
+            guest.arm_time_limit();
         }
     }
     loop {
         // An application processor: wait for INIT-SIPI (also while the guest has ended: the
-        // monitor may restart it).
-        let generation = guest.generation.load(Ordering::Acquire);
+        // monitor may restart it). A SIPI is the current guest's only if no restart was under
+        // way when it was taken: one taken mid-restart was sent before it (the mailboxes are
+        // cleared as the restart ends) and is dropped. Comparing with a generation read
+        // before the wait instead would drop the new guest's SIPI whenever the restart
+        // happened during the wait.
         let vector = loop {
+            let ready = guest.ready_generation.load(Ordering::Acquire);
             if let Some(v) = guest.links.take_startup(index).sipi {
-                break v;
+                if ready == guest.generation.load(Ordering::Acquire) {
+                    break v;
+                }
+                continue;
             }
             monitor::wait();
         };
-        if guest.generation.load(Ordering::Acquire) != generation {
-            continue;
-        }
         vcpu.reset(&sipi_state(vector));
         log::info!(
             "vCPU {index} started by SIPI at {:#x}",
             u32::from(vector) << 12
         );
-        run_stretch(guest, &mut vcpu, &mut st, &mut host)?;
+        if let Stretch::Finished = run_stretch(guest, &mut vcpu, &mut st, &mut host)? {
+            // The guest has ended: this CPU no longer runs any of its code (a scenario checks
+            // that a vCPU spinning with interrupts off is taken off its CPU too).
+            log::info!(
+                "vCPU {index} off cpu{}: its guest has ended",
+                percpu::index()
+            );
+        }
     }
 }
 
@@ -358,6 +407,9 @@ fn run_stretch<V: Vcpu>(
             if let Some(reason) = guest.take_stop_request() {
                 return handle_stop(guest, vcpu, st, host, reason);
             }
+            if guest.deadline().is_some_and(|end| cpu::rdtsc() >= end) {
+                return Ok(time_up(guest, st, host));
+            }
             if let Some(request) = guest.take_monitor_request() {
                 return handle_monitor(guest, vcpu, st, host, request);
             }
@@ -372,6 +424,12 @@ fn run_stretch<V: Vcpu>(
             }
         }
         let mut deadline = interrupts::before_entry(vcpu, st, cpu::rdtsc());
+        // The physical timer ends the guest's run at its time limit even if the guest never
+        // exits by itself (a loop with interrupts off exits only for host interrupts).
+        let limit = if index == 0 { guest.deadline() } else { None };
+        if let Some(end) = limit {
+            deadline = Some(deadline.map_or(end, |d| d.min(end)));
+        }
         if work_waiting {
             // Come back soon to hand the guest what it had no buffers for.
             let retry = cpu::rdtsc() + time::tsc_khz() * DEVICE_RETRY_MS;
@@ -422,6 +480,9 @@ fn run_stretch<V: Vcpu>(
                     log::info!("halted with interrupts off; only a reset wakes it");
                 }
                 while !interrupts::can_wake(vcpu, st, cpu::rdtsc()) {
+                    if limit.is_some_and(|end| cpu::rdtsc() >= end) {
+                        break;
+                    }
                     if (index == 0
                         && (guest.has_stop_request.load(Ordering::Acquire)
                             || guest.has_monitor_request()))
@@ -431,7 +492,10 @@ fn run_stretch<V: Vcpu>(
                     {
                         break;
                     }
-                    let mut deadline = st.lapic().next_deadline_tsc();
+                    let mut deadline = match (st.lapic().next_deadline_tsc(), limit) {
+                        (Some(d), Some(end)) => Some(d.min(end)),
+                        (d, end) => d.or(end),
+                    };
                     if polls_input {
                         let next = monitor::next_poll_tsc();
                         deadline = Some(deadline.map_or(next, |d| d.min(next)));
@@ -466,6 +530,22 @@ fn run_stretch<V: Vcpu>(
             }
         }
     }
+}
+
+/// vCPU 0 ends the guest at its time limit: stopped (not crashed), `on_crash` does not apply.
+fn time_up(guest: &Guest, st: &mut VcpuState, host: &mut MachineHost) -> Stretch {
+    dispatch::flush_console(&mut guest.devices.lock(), host);
+    guest.stats.lock().merge(&st.stats);
+    st.stats = ExitStats::default();
+    log::warn!(
+        "stopped: time limit of {} ms reached",
+        guest.time_limit_ms.unwrap_or(0)
+    );
+    guest
+        .exit_status
+        .store(TIME_LIMIT_STATUS, Ordering::Release);
+    guest.set_state(State::Stopped);
+    Stretch::Finished
 }
 
 /// vCPU 0 acts on a stop: the guest ends, or starts again from its images.
@@ -532,7 +612,7 @@ fn handle_stop<V: Vcpu>(
 /// a SIPI, RAM zeroed and reloaded, vCPU, APICs and devices reset (disks keep what was written,
 /// as on a real reboot). Allocates nothing.
 fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(), String> {
-    guest.generation.fetch_add(1, Ordering::AcqRel);
+    let generation = guest.generation.fetch_add(1, Ordering::AcqRel) + 1;
     for i in 1..guest.links.count() {
         guest.links.kick(i);
     }
@@ -540,6 +620,7 @@ fn restart<V: Vcpu>(guest: &Guest, vcpu: &mut V, st: &mut VcpuState) -> Result<(
         .load()
         .map_err(|e| alloc::format!("cannot reload: {e}"))?;
     guest.links.reset(time::tsc_khz());
+    guest.ready_generation.store(generation, Ordering::Release);
     vcpu.reset(&entry);
     *st = VcpuState::new(0, Arc::clone(&guest.links));
     guest.devices.lock().reset(&guest.ram, time::unix_now());

@@ -20,7 +20,9 @@ use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::net::Net;
 use crate::loader::{self, AcpiConfig, BootRequest, Format};
 use crate::manifest::{self, EscapeKey, GuestPlan, KernelFormat, MachineFacts, Plan};
-use crate::paging::{EptEntry, MapFlags, NptEntry, PageSize, PageTable, PagingError};
+use crate::paging::{
+    check_nested, Entry, EptEntry, MapFlags, NptEntry, PageSize, PageTable, PagingError, Region,
+};
 use crate::println;
 use crate::virt::{Caps, EntryState};
 use crate::vmm::dispatch::Host;
@@ -98,7 +100,16 @@ fn build_guest(
         .map_err(|e| alloc::format!("no room for {} MiB of RAM: {e}", g.memory_bytes >> 20))?;
     // SAFETY: the block was just allocated for this guest alone; all RAM is identity-mapped.
     let ram = unsafe { GuestRam::new(base, g.memory_bytes) };
-    let nested = build_nested(&ram, caps).map_err(|e| alloc::format!("nested page table: {e}"))?;
+    let nested = build_nested(&ram, caps)?;
+    log::info!(
+        "guest {}: nested page table checked: {} MiB of RAM, nothing else mapped",
+        g.name,
+        g.memory_bytes >> 20
+    );
+    // The hypervisor must never be able to execute what the guest writes.
+    let block = base.as_u64()..base.as_u64() + g.memory_bytes;
+    page_tables::check(core::slice::from_ref(&block))
+        .map_err(|v| alloc::format!("refused: {v}"))?;
 
     let mut devices = GuestDevices::new(time::unix_now());
     let mut slot = 0u32;
@@ -227,7 +238,8 @@ fn build_guest(
         on_crash,
         loader,
         devices,
-    );
+    )
+    .with_time_limit(g.time_limit_ms);
     // Check the image loads now, so a bad image is refused before any guest starts.
     guest.prepare()?;
     Ok(guest)
@@ -239,25 +251,47 @@ fn image_of(info: &BootInfo, path: &str) -> Result<&'static [u8], String> {
         .ok_or_else(|| alloc::format!("image {path:?} was not loaded"))
 }
 
-/// Builds the guest's nested page table (NPT or EPT, by vendor): exactly its RAM, nothing else.
-fn build_nested(ram: &GuestRam, caps: &Caps) -> Result<HostPhysAddr, PagingError> {
-    let mem = &mut FrameTables;
+/// Builds the guest's nested page table (NPT or EPT, by vendor): exactly its RAM, nothing
+/// else; then walks it and refuses the guest if it maps anything more (or less).
+fn build_nested(ram: &GuestRam, caps: &Caps) -> Result<HostPhysAddr, String> {
     let max = page_tables::max_page();
+    let built = |e: PagingError| alloc::format!("nested page table: {e}");
     match caps {
         Caps::Svm(_) => {
-            let mut t = PageTable::<NptEntry>::new(mem)?;
-            for r in ram.regions() {
-                t.map(mem, r.gpa.as_u64(), r.hpa, r.len, MapFlags::RWX, max)?;
-            }
-            Ok(t.root())
+            let t = map_ram::<NptEntry>(ram, max).map_err(built)?;
+            checked(t, ram)
         }
         Caps::Vmx(v) => {
             let max = if v.ept_1g { max } else { PageSize::Size2M };
-            let mut t = PageTable::<EptEntry>::new(mem)?;
-            for r in ram.regions() {
-                t.map(mem, r.gpa.as_u64(), r.hpa, r.len, MapFlags::RWX, max)?;
-            }
-            Ok(t.root())
+            let t = map_ram::<EptEntry>(ram, max).map_err(built)?;
+            checked(t, ram)
         }
     }
+}
+
+fn map_ram<E: Entry>(ram: &GuestRam, max: PageSize) -> Result<PageTable<E>, PagingError> {
+    let mem = &mut FrameTables;
+    let mut t = PageTable::<E>::new(mem)?;
+    for r in ram.regions() {
+        t.map(mem, r.gpa.as_u64(), r.hpa, r.len, MapFlags::RWX, max)?;
+    }
+    Ok(t)
+}
+
+/// The nested-table self-check: its RAM regions, linearly, and nothing else (no device is
+/// mapped: every MMIO page exits). A failure frees the table and refuses the guest.
+fn checked<E: Entry>(t: PageTable<E>, ram: &GuestRam) -> Result<HostPhysAddr, String> {
+    let allowed: Vec<Region> = ram
+        .regions()
+        .map(|r| Region {
+            virt: r.gpa.as_u64(),
+            phys: r.hpa,
+            size_bytes: r.len,
+        })
+        .collect();
+    if let Err(v) = check_nested(&t, &FrameTables, &allowed) {
+        t.destroy(&mut FrameTables);
+        return Err(alloc::format!("refused: {v}"));
+    }
+    Ok(t.root())
 }

@@ -288,6 +288,22 @@ pub(super) fn cmdline(sink: &mut Sink<'_>, value: &Value<'_>) -> Option<String> 
     Some(String::from(text))
 }
 
+/// `time_limit_ms`: how long the guest may run, at least one millisecond.
+pub(super) fn time_limit_ms(sink: &mut Sink<'_>, value: &Value<'_>) -> Option<u64> {
+    let n = integer(sink, "time_limit_ms", value, "milliseconds like 30000")?;
+    match u64::try_from(n) {
+        Ok(ms) if ms >= 1 => Some(ms),
+        _ => {
+            sink.error_hint(
+                value.span(),
+                format!("`time_limit_ms` is {n}; it must be at least 1"),
+                "to let the guest run until it stops by itself, drop time_limit_ms",
+            );
+            None
+        }
+    }
+}
+
 /// `restart_limit`: how many restarts, at least one.
 pub(super) fn restart_limit(sink: &mut Sink<'_>, value: &Value<'_>) -> Option<u32> {
     let n = integer(sink, "restart_limit", value, "a number of restarts like 10")?;

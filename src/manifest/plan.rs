@@ -118,6 +118,9 @@ pub struct GuestPlan {
     /// Module string of the initrd.
     pub initrd: Option<String>,
     pub on_crash: CrashPolicy,
+    /// Stop the guest this long after it first started, whatever it is doing (`None`: it runs
+    /// until it stops itself).
+    pub time_limit_ms: Option<u64>,
     /// virtio-blk devices, in manifest order.
     pub disks: Vec<DiskPlan>,
     /// virtio-net devices, in manifest order.
@@ -261,6 +264,9 @@ impl fmt::Display for Plan {
                 CrashPolicy::Restart { limit } => {
                     write!(f, ", on crash restart (at most {limit})")?
                 }
+            }
+            if let Some(ms) = g.time_limit_ms {
+                write!(f, ", time limit {ms} ms")?;
             }
             if g.console.virtio {
                 write!(f, ", virtio console")?;

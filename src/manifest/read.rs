@@ -129,6 +129,7 @@ fn read_guest(
         initrd: None,
         on_crash: CrashKind::Stop,
         restart_limit: None,
+        time_limit_ms: None,
         disks: Vec::new(),
         nets: Vec::new(),
         console: ConsolePlan::default(),
@@ -171,6 +172,9 @@ fn read_guest(
         guest.on_crash = choice(sink, "on_crash", v, &CRASH_KINDS).unwrap_or(CrashKind::Stop);
     }
     read_restart_limit(sink, t, &mut guest);
+    if let Some(v) = t.get("time_limit_ms") {
+        guest.time_limit_ms = fields::time_limit_ms(sink, v);
+    }
     if let Some(v) = t.get("disk") {
         guest.disks = table_array(sink, "disk", v, "[[guest.disk]]")
             .into_iter()

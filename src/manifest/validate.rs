@@ -231,6 +231,7 @@ fn build(raw: RawManifest, mut cpus: Vec<Option<Vec<u32>>>, network: Network) ->
                     limit: g.restart_limit.unwrap_or(DEFAULT_RESTART_LIMIT),
                 },
             },
+            time_limit_ms: g.time_limit_ms,
             disks,
             nets,
             console: g.console,

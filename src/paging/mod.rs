@@ -12,6 +12,7 @@
 #![forbid(unsafe_code)]
 
 mod arena;
+mod check;
 mod entry;
 mod table;
 
@@ -19,6 +20,7 @@ mod table;
 mod tests;
 
 pub use arena::{ArenaTables, TableMemory, ENTRIES_PER_TABLE};
+pub use check::{check_host_tables, check_nested, HostLayout, HostTableViolation, NestedViolation};
 pub use entry::{
     Entry, EptEntry, HostEntry, NptEntry, EPT_IGNORE_PAT, EPT_MEMTYPE_UC, EPT_MEMTYPE_WB,
 };

@@ -2,6 +2,7 @@ use super::*;
 use crate::addr::{HostPhysAddr, HUGE_PAGE_SIZE as G, LARGE_PAGE_SIZE as M2, PAGE_SIZE as K4};
 use alloc::vec::Vec;
 
+mod check;
 mod encodings;
 
 pub(super) fn hpa(a: u64) -> HostPhysAddr {

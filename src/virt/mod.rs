@@ -83,6 +83,9 @@ pub enum VmExit {
         gpa: GuestPhysAddr,
         is_write: bool,
         is_fetch: bool,
+        /// The CPU was reading the guest's own page tables (at `gpa`) for the access, not
+        /// making the access itself.
+        is_walk: bool,
     },
     /// The guest triple-faulted (shutdown).
     Shutdown,

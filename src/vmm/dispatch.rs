@@ -247,7 +247,20 @@ pub fn handle<V: Vcpu, H: Host>(
             gpa,
             is_write,
             is_fetch,
-        } => mmio::handle(vcpu, gpa, is_write, is_fetch, st, dev, mem, host.tsc()),
+            is_walk,
+        } => mmio::handle(
+            vcpu,
+            mmio::NptAccess {
+                gpa,
+                is_write,
+                is_fetch,
+                is_walk,
+            },
+            st,
+            dev,
+            mem,
+            host.tsc(),
+        ),
         VmExit::Shutdown => Next::Stop(StopReason::Crashed(crash_report(
             vcpu,
             "triple fault (shutdown)",

@@ -12,19 +12,36 @@ use crate::guest_mem::GuestMemory;
 use crate::layout::LAPIC_BASE;
 use crate::virt::Vcpu;
 
+/// A nested page fault: where, and what the CPU was doing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NptAccess {
+    pub gpa: GuestPhysAddr,
+    pub is_write: bool,
+    pub is_fetch: bool,
+    /// The CPU was reading the guest's page tables at `gpa`, not accessing `gpa` itself.
+    pub is_walk: bool,
+}
+
 /// An access to guest-physical memory that is not RAM: emulated devices, or nothing (reads
 /// all-ones, writes dropped, as on a bus with nothing behind it).
-#[allow(clippy::too_many_arguments)]
+///
+/// A fault in the guest's page-table walk (a table placed outside RAM) is not an access to
+/// `gpa` by the instruction: its data must not go to whatever device lies under the table
+/// entry, so it is served as unassigned memory whatever is there.
 pub fn handle<V: Vcpu>(
     vcpu: &mut V,
-    gpa: GuestPhysAddr,
-    is_write: bool,
-    is_fetch: bool,
+    npf: NptAccess,
     st: &mut VcpuState,
     dev: &mut GuestDevices,
     mem: &dyn GuestMemory,
     now_tsc: u64,
 ) -> Next {
+    let NptAccess {
+        gpa,
+        is_write,
+        is_fetch,
+        is_walk,
+    } = npf;
     if is_fetch {
         return Next::Stop(StopReason::Crashed(crash_report(
             vcpu,
@@ -50,6 +67,14 @@ pub fn handle<V: Vcpu>(
         )));
     };
     let size = access.size;
+    if is_walk {
+        if access.write_data(&vcpu.regs().gprs).is_none() {
+            access.complete_read(&mut vcpu.regs().gprs, u64::MAX);
+        }
+        note_unassigned_mmio(dev, gpa, size, is_write);
+        skip(vcpu, insn.len);
+        return Next::Resume;
+    }
     let apic_offset = gpa.as_u64().wrapping_sub(LAPIC_BASE.as_u64());
     if apic_offset < PAGE_SIZE && st.lapic().mode() == ApicMode::XApic {
         // The vCPU's own local APIC (xAPIC mode): 32-bit registers.

@@ -2,8 +2,10 @@
 //!
 //! Physical memory stays identity-mapped, but with rights: .text RX, .rodata R, everything
 //! else (data, heap, stacks, all other RAM including guests') RW and never executable; the
-//! local APIC page uncached; each stack's guard page unmapped. A self-check walks the tables at
-//! boot and refuses to go on if any page is both writable and executable.
+//! local APIC page uncached; each stack's guard page unmapped. A self-check
+//! ([`crate::paging::check_host_tables`]) walks the tables at boot and refuses to go on if any
+//! page is both writable and executable, anything but the image's code is executable, or a
+//! stack guard is mapped; guest set-up repeats it for each guest's RAM.
 
 use alloc::vec::Vec;
 use core::sync::atomic::{AtomicU64, Ordering};
@@ -13,7 +15,10 @@ use spin::Mutex;
 use super::{cpu, memory};
 use crate::addr::{HostPhysAddr, PAGE_SIZE};
 use crate::boot::{BootInfo, RegionKind};
-use crate::paging::{HostEntry, MapFlags, PageSize, PageTable, PagingError, TableMemory};
+use crate::paging::{
+    check_host_tables, HostEntry, HostLayout, HostTableViolation, MapFlags, PageSize, PageTable,
+    PagingError, TableMemory,
+};
 
 /// Page-table frames taken from the frame allocator; identity-mapped, so an entry is read and
 /// written through its physical address.
@@ -44,6 +49,8 @@ static HOST_TABLES: Mutex<Option<PageTable<HostEntry>>> = Mutex::new(None);
 static HOST_CR3: AtomicU64 = AtomicU64::new(0);
 /// Guard pages of stacks allocated before the tables existed.
 static EARLY_GUARDS: Mutex<Vec<HostPhysAddr>> = Mutex::new(Vec::new());
+/// Every stack guard page (the boot stack's included), for the self-check.
+static ALL_GUARDS: Mutex<Vec<u64>> = Mutex::new(Vec::new());
 
 extern "C" {
     static __text_start: u8;
@@ -67,6 +74,7 @@ pub fn max_page() -> PageSize {
 
 /// Records (or, once the tables are live, unmaps) the guard page of a new stack.
 pub fn guard_stack(guard: HostPhysAddr) {
+    ALL_GUARDS.lock().push(guard.as_u64());
     let mut tables = HOST_TABLES.lock();
     match tables.as_mut() {
         Some(t) => {
@@ -154,6 +162,7 @@ fn build(info: &BootInfo) -> Result<PageTable<HostEntry>, PagingError> {
     // The boot stack's guard: the page below it.
     let boot_guard = core::ptr::addr_of!(boot_stack_bottom) as u64 - PAGE_SIZE;
     t.unmap(mem, boot_guard, PAGE_SIZE)?;
+    ALL_GUARDS.lock().push(boot_guard);
     for g in EARLY_GUARDS.lock().drain(..) {
         t.unmap(mem, g.as_u64(), PAGE_SIZE)?;
     }
@@ -191,17 +200,14 @@ pub fn init(info: &BootInfo) {
         Ok(t) => t,
         Err(e) => panic!("cannot build the hypervisor's page tables: {e}"),
     };
-    if let Some(m) = tables.find_writable_executable(&FrameTables) {
-        panic!(
-            "W^X violated: {:#x} ({:?}) is writable and executable",
-            m.virt, m.size
-        );
+    if let Err(v) = check_tables(&tables, &[]) {
+        panic!("hypervisor page tables refused: {v}");
     }
     let frames = tables.table_frames(&FrameTables);
     HOST_CR3.store(tables.root().as_u64(), Ordering::Release);
     *HOST_TABLES.lock() = Some(tables);
     load();
-    log::info!(target: "mm", "own page tables live: W^X checked, {frames} table frames, stacks guarded");
+    log::info!(target: "mm", "own page tables live: W^X, code-only-in-text and stack guards checked, {frames} table frames");
 }
 
 /// Switches this CPU to the hypervisor's tables (APs call this first thing).
@@ -211,6 +217,35 @@ pub fn load() {
         // SAFETY: the tables identity-map all RAM, the image with its rights and this CPU's
         // stack, so execution continues unchanged after the switch.
         unsafe { cpu::write_cr3(cr3) };
+    }
+}
+
+/// The image's code, page-rounded: the only range the hypervisor may execute.
+fn text_range() -> core::ops::Range<u64> {
+    let start = core::ptr::addr_of!(__text_start) as u64 & !(PAGE_SIZE - 1);
+    let end = (core::ptr::addr_of!(__text_end) as u64 + PAGE_SIZE - 1) & !(PAGE_SIZE - 1);
+    start..end
+}
+
+fn check_tables(
+    tables: &PageTable<HostEntry>,
+    guest_ram: &[core::ops::Range<u64>],
+) -> Result<(), HostTableViolation> {
+    let guards = ALL_GUARDS.lock().clone();
+    let layout = HostLayout {
+        text: text_range(),
+        guards: &guards,
+        guest_ram,
+    };
+    check_host_tables(tables, &FrameTables, &layout)
+}
+
+/// Checks the live tables: no page writable and executable, nothing executable but the
+/// image's code (so none of `guest_ram`), every stack guard unmapped.
+pub fn check(guest_ram: &[core::ops::Range<u64>]) -> Result<(), HostTableViolation> {
+    match HOST_TABLES.lock().as_ref() {
+        Some(t) => check_tables(t, guest_ram),
+        None => Ok(()),
     }
 }
 

@@ -36,6 +36,7 @@ fn minimal_manifest_gets_every_default() {
             cmdline: String::new(),
             initrd: None,
             on_crash: CrashPolicy::Stop,
+            time_limit_ms: None,
             disks: Vec::new(),
             nets: Vec::new(),
             console: ConsolePlan { virtio: false },
@@ -83,6 +84,13 @@ fn every_guest_key_lands_in_the_plan() {
         p.modules(),
         ["web.elf", "initrd.cpio", "root.img", "data.img"]
     );
+}
+
+#[test]
+fn time_limit_lands_in_the_plan() {
+    let p = plan(&guest_with("time_limit_ms = 2500\n"));
+    assert_eq!(p.guests[0].time_limit_ms, Some(2500));
+    assert!(p.to_string().contains("time limit 2500 ms"), "{p}");
 }
 
 #[test]

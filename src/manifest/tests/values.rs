@@ -206,6 +206,17 @@ fn restart_limit_needs_restart_and_a_positive_count() {
 }
 
 #[test]
+fn time_limit_is_a_positive_number_of_milliseconds() {
+    let e = one_error(&guest_with("time_limit_ms = 0\n"));
+    assert_at(&e, 7, 17, "`time_limit_ms` is 0; it must be at least 1");
+    assert_hint(&e, "drop time_limit_ms");
+    let e = one_error(&guest_with("time_limit_ms = -5\n"));
+    assert_at(&e, 7, 17, "it must be at least 1");
+    let e = one_error(&guest_with("time_limit_ms = \"3s\"\n"));
+    assert_at(&e, 7, 17, "`time_limit_ms` must be");
+}
+
+#[test]
 fn booleans_are_unquoted() {
     let e = one_error(&guest_with(
         "[[guest.disk]]\nimage = \"d\"\nreadonly = \"yes\"\n",

@@ -18,6 +18,8 @@ const RFLAGS_IF: u64 = 1 << 9;
 /// Power-on PAT value (AMD APM vol.2 §7.8.2).
 const DEFAULT_PAT: u64 = 0x0007_0406_0007_0406;
 const PAGE: u64 = 4096;
+/// EXITINFO1 of a nested page fault: the fault was on a guest page-table access.
+const NPF_GUEST_TABLE_WALK: u64 = 1 << 33;
 /// I/O permission map: 12 KiB (APM vol.2 §15.10.1).
 const IOPM_BYTES: u64 = 3 * PAGE;
 /// MSR permission map: 8 KiB (APM vol.2 §15.11).
@@ -180,10 +182,13 @@ impl SvmVcpu {
             }
             EXIT_MSR if info1 == 0 => VmExit::MsrRead,
             EXIT_MSR => VmExit::MsrWrite,
+            // AMD APM vol.2 §15.25.6: EXITINFO1 bit 33 says the fault hit the guest's page
+            // tables during the walk, bit 32 that it hit the final translation.
             EXIT_NPF => VmExit::NestedFault {
                 gpa: GuestPhysAddr::new(info2),
                 is_write: info1 & 2 != 0,
                 is_fetch: info1 & 16 != 0,
+                is_walk: info1 & NPF_GUEST_TABLE_WALK != 0,
             },
             EXIT_SHUTDOWN => VmExit::Shutdown,
             EXIT_VMMCALL => VmExit::Hypercall,

@@ -7,6 +7,11 @@ use crate::addr::GuestPhysAddr;
 use crate::virt::{IoAccess, VmExit};
 
 // Basic exit reasons (SDM vol.3 appendix C, table C-1).
+/// EPT-violation qualification: the guest linear address is valid (bit 7), and the access
+/// was to that address rather than to a paging-structure entry (bit 8).
+const EPT_LINEAR_VALID: u64 = 1 << 7;
+const EPT_TRANSLATED_ACCESS: u64 = 1 << 8;
+
 pub const EXCEPTION_OR_NMI: u16 = 0;
 pub const EXTERNAL_INTERRUPT: u16 = 1;
 pub const TRIPLE_FAULT: u16 = 2;
@@ -167,11 +172,14 @@ pub fn decode(raw: &RawExit) -> Action {
         IO_INSTRUCTION => VmExit::Io(io_access(q)),
         RDMSR => VmExit::MsrRead,
         WRMSR => VmExit::MsrWrite,
-        // SDM vol.3 table 28-7: bit 0 read, bit 1 write, bit 2 instruction fetch.
+        // SDM vol.3 table 28-7: bit 0 read, bit 1 write, bit 2 instruction fetch; bit 7 the
+        // linear address is valid, and then bit 8 clear means the access was to a
+        // paging-structure entry (the guest's page-table walk), not to the translated address.
         EPT_VIOLATION => VmExit::NestedFault {
             gpa: GuestPhysAddr::new(raw.gpa),
             is_write: q & 2 != 0,
             is_fetch: q & 4 != 0,
+            is_walk: q & EPT_LINEAR_VALID != 0 && q & EPT_TRANSLATED_ACCESS == 0,
         },
         _ => VmExit::Unknown {
             code: u64::from(raw.reason),
@@ -241,9 +249,15 @@ mod tests {
             Action::Guest(VmExit::NestedFault {
                 gpa: GuestPhysAddr::new(0xFEE0_0300),
                 is_write: true,
-                is_fetch: false
+                is_fetch: false,
+                is_walk: false,
             })
         );
+        // Linear address valid but not the translated access: the guest's page-table walk.
+        let Action::Guest(VmExit::NestedFault { is_walk, .. }) = exit(48, 0x81) else {
+            panic!()
+        };
+        assert!(is_walk);
         let Action::Guest(VmExit::NestedFault { is_fetch, .. }) = exit(48, 4) else {
             panic!()
         };

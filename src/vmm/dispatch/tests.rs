@@ -363,3 +363,55 @@ fn string_io_is_counted_and_its_log_is_bounded() {
         "{logged} log lines for 100 string I/O exits"
     );
 }
+
+/// A nested fault in the guest's page-table walk (a table placed on the local APIC page) is
+/// not an access to the APIC: the load reads all-ones, and a store programs nothing. The same
+/// GPA as the instruction's own access reaches the APIC.
+#[test]
+fn page_walk_faults_never_reach_the_device_under_the_table() {
+    let (mut v, mut st, mut dev, _, mut host) = setup();
+    let mem = VecGuestMemory::new(GuestPhysAddr::new(0), 0x2000);
+    // mov eax, [rdi] ; mov [rdi], eax at 0x1000 (paging off: RIP is the guest-physical address).
+    mem.write(GuestPhysAddr::new(0x1000), &[0x8b, 0x07, 0x89, 0x07])
+        .unwrap();
+    let version = crate::layout::LAPIC_BASE.as_u64() + 0x30;
+    let npf = |is_write, is_walk| VmExit::NestedFault {
+        gpa: GuestPhysAddr::new(version),
+        is_write,
+        is_fetch: false,
+        is_walk,
+    };
+    v.regs.gprs[reg::RAX] = 0;
+    let next = handle(&mut v, npf(false, true), &mut st, &mut dev, &mem, &mut host);
+    assert!(matches!(next, Next::Resume));
+    assert_eq!(v.regs.gprs[reg::RAX], 0xFFFF_FFFF, "walk read: all-ones");
+    assert_eq!(v.rip, 0x1002);
+    v.rip = 0x1000;
+    handle(
+        &mut v,
+        npf(false, false),
+        &mut st,
+        &mut dev,
+        &mem,
+        &mut host,
+    );
+    let real = v.regs.gprs[reg::RAX];
+    assert_ne!(real, 0xFFFF_FFFF, "the APIC version register itself");
+    // A store through a table on the APIC's timer initial count must not start the timer.
+    let initial_count = crate::layout::LAPIC_BASE.as_u64() + 0x380;
+    v.rip = 0x1002;
+    v.regs.gprs[reg::RAX] = 0x1000;
+    let store = VmExit::NestedFault {
+        gpa: GuestPhysAddr::new(initial_count),
+        is_write: true,
+        is_fetch: false,
+        is_walk: true,
+    };
+    handle(&mut v, store, &mut st, &mut dev, &mem, &mut host);
+    assert_eq!(v.rip, 0x1004);
+    assert_eq!(
+        st.lapic().mmio_read(0x380, host.tsc()),
+        0,
+        "timer untouched"
+    );
+}

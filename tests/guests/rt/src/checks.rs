@@ -59,6 +59,25 @@ impl Checks {
         self.failed
     }
 
+    /// Checks run so far, passed or failed.
+    pub fn count(&self) -> u32 {
+        self.passed + self.failed
+    }
+
+    /// Prints the one line a hostile-guest report collects, in a fixed format:
+    /// `HOSTILE SUMMARY <guest> cases=N iterations=M failed=F ms=T` (`iterations` counts the
+    /// individual hostile actions: MSR accesses, CPUID leaves, probed addresses, …).
+    pub fn hostile_summary(&self, iterations: u64, elapsed_ms: u64) {
+        println!(
+            "HOSTILE SUMMARY {} cases={} iterations={} failed={} ms={}",
+            self.guest,
+            self.count(),
+            iterations,
+            self.failed,
+            elapsed_ms
+        );
+    }
+
     /// Prints `PASS <guest>` and exits 0 when nothing failed, else
     /// `FAIL <guest>: N of M checks failed` and exits 1.
     pub fn finish(self) -> ! {
