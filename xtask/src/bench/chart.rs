@@ -16,6 +16,8 @@ const FONT: &str = "sans-serif";
 const RATIO_RANGE: std::ops::Range<f64> = 0.05..2000.0;
 const BAR: RGBColor = RGBColor(70, 110, 170);
 const SPREAD: RGBColor = RGBColor(200, 60, 40);
+/// Pixels left free above and below each bar.
+const BAR_GAP: u32 = 10;
 
 fn err(e: impl std::fmt::Debug) -> String {
     format!("drawing the chart: {e:?}")
@@ -57,7 +59,7 @@ fn exits<DB: DrawingBackend>(
         .margin(20)
         .x_label_area_size(40)
         .y_label_area_size(110)
-        .build_cartesian_2d(0f64..top, (0..n).into_segmented())
+        .build_cartesian_2d(0f64..top, (0..n - 1).into_segmented())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -69,14 +71,15 @@ fn exits<DB: DrawingBackend>(
         .draw()
         .map_err(err)?;
     for (i, e) in reasons.iter().enumerate() {
-        let bar = Rectangle::new(
+        let mut bar = Rectangle::new(
             [
                 (0.0, SegmentValue::Exact(i)),
                 (e.per_boot.median, SegmentValue::Exact(i + 1)),
             ],
             BAR.mix(0.8).filled(),
         );
-        chart.draw_series(std::iter::once(bar)).map_err(err)?;
+        bar.set_margin(BAR_GAP, BAR_GAP, 0, 0);
+        chart.draw_series([bar]).map_err(err)?;
         let centre = SegmentValue::CenterOf(i);
         let spread = PathElement::new(
             vec![
@@ -115,7 +118,7 @@ fn ratios<DB: DrawingBackend>(
         .margin(20)
         .x_label_area_size(40)
         .y_label_area_size(400)
-        .build_cartesian_2d(RATIO_RANGE.log_scale(), (0..n).into_segmented())
+        .build_cartesian_2d(RATIO_RANGE.log_scale(), (0..n - 1).into_segmented())
         .map_err(err)?;
     chart
         .configure_mesh()
@@ -128,20 +131,21 @@ fn ratios<DB: DrawingBackend>(
         .map_err(err)?;
     chart
         .draw_series([PathElement::new(
-            vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Exact(n))],
+            vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Last)],
             BLACK.stroke_width(1),
         )])
         .map_err(err)?;
     for (i, r) in rows.iter().enumerate() {
         let Some(s) = r.ratio else { continue };
         let centre = SegmentValue::CenterOf(i);
-        let bar = Rectangle::new(
+        let mut bar = Rectangle::new(
             [
                 (1.0, SegmentValue::Exact(i)),
                 (clamp(s.median), SegmentValue::Exact(i + 1)),
             ],
             BAR.mix(0.8).filled(),
         );
+        bar.set_margin(BAR_GAP, BAR_GAP, 0, 0);
         let spread = PathElement::new(
             vec![
                 (clamp(s.min), centre.clone()),
@@ -159,4 +163,36 @@ fn ratios<DB: DrawingBackend>(
         chart.draw_series([text]).map_err(err)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::parse::ExitCounts;
+    use crate::bench::report;
+    use crate::bench::suite::Raw;
+
+    #[test]
+    fn draws_a_png_when_the_font_is_there() {
+        let Ok(font) = std::fs::read(crate::sys::FONT) else {
+            eprintln!("skipped: no {}", crate::sys::FONT);
+            return;
+        };
+        let raw = Raw {
+            runs: 2,
+            boot_wall_hv_s: vec![Some(20.0), Some(30.0)],
+            boot_wall_plain_s: vec![Some(5.0), Some(6.0)],
+            boot_exits: vec![ExitCounts {
+                total: 10,
+                by_reason: vec![("io".into(), 9), ("npf".into(), 1)],
+            }],
+            ..Raw::default()
+        };
+        let report = report::build(raw, None);
+        let path = std::env::temp_dir().join(format!("xtask-chart-{}.png", std::process::id()));
+        draw(&report, &path, Box::leak(font.into_boxed_slice())).unwrap();
+        let png = std::fs::read(&path).unwrap();
+        assert_eq!(&png[1..4], b"PNG");
+        let _ = std::fs::remove_file(&path);
+    }
 }

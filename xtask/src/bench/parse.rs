@@ -40,16 +40,14 @@ pub struct HeartRate {
 }
 
 impl HeartRate {
-    /// Beats per second of TSC time.
-    pub fn beats_per_s(&self) -> Option<f64> {
-        (self.ticks > 0 && self.tsc_hz > 0)
-            .then(|| self.beats as f64 * self.tsc_hz as f64 / self.ticks as f64)
+    /// Beats per 10^9 TSC ticks.
+    pub fn beats_per_gtick(&self) -> Option<f64> {
+        (self.ticks > 0).then(|| self.beats as f64 * 1e9 / self.ticks as f64)
     }
 
-    /// Spin iterations per millisecond of TSC time: how much CPU the guest got.
-    pub fn spins_per_ms(&self) -> Option<f64> {
-        (self.ticks > 0 && self.tsc_hz > 0)
-            .then(|| self.spins as f64 * self.tsc_hz as f64 / 1000.0 / self.ticks as f64)
+    /// Spin iterations per 10^6 TSC ticks: how much CPU the guest got.
+    pub fn spins_per_mtick(&self) -> Option<f64> {
+        (self.ticks > 0).then(|| self.spins as f64 * 1e6 / self.ticks as f64)
     }
 }
 
@@ -151,6 +149,13 @@ pub fn heart_rate(log: &str) -> Option<HeartRate> {
     })
 }
 
+/// The TSC rate the hypervisor calibrated (`boot: TSC N MHz`); Linux guests are told it.
+pub fn tsc_mhz(log: &str) -> Option<u64> {
+    let re = regex(r"boot: TSC (\d+) MHz");
+    let c = log.lines().find_map(|l| re.captures(l))?;
+    num(&c, 1)
+}
+
 /// The hypervisor's own footprint line.
 pub fn own_footprint(log: &str) -> Option<OwnFootprint> {
     let re = regex(
@@ -188,6 +193,7 @@ mod tests {
     use super::*;
 
     const LOG: &str = "\x1b[H\x1b[J  Booting `Bulkhead'\n\
+[cpu0] INFO  boot: TSC 2601 MHz\n\
 [cpu0] INFO  hypervisor::setup: footprint: hypervisor image 17032 KiB (heap 120 KiB in use of 16384 KiB), other frames 1700 KiB, boot modules 10480 KiB\n\
 [cpu0] INFO  hypervisor::setup: footprint: guest linux: RAM 262144 KiB, overhead 65560 KiB frames + 12 KiB heap\n\
 [linux] LINUX USERSPACE up 3.81 s (kernel 6.1.0-56-amd64)\n\
@@ -243,9 +249,9 @@ mod tests {
         assert_eq!((e.n, e.exit_ticks, e.base_ticks), (20000, 52000000, 400000));
         let h = heart_rate(LOG).unwrap();
         assert_eq!(h.beats, 20);
-        let bps = h.beats_per_s().unwrap();
-        assert!((bps - 20.0 * 2601744000.0 / 5203488000.0).abs() < 1e-9);
-        assert!((h.spins_per_ms().unwrap() - 45000.0).abs() < 1e-6);
+        assert!((h.beats_per_gtick().unwrap() - 20.0 / 5.203488).abs() < 1e-9);
+        assert!((h.spins_per_mtick().unwrap() - 90e6 / 5203.488).abs() < 1e-6);
+        assert_eq!(h.tsc_hz, 2601744000);
         let own = own_footprint(LOG).unwrap();
         assert_eq!(
             (own.image_kib, own.heap_used_kib, own.other_kib),
@@ -254,7 +260,8 @@ mod tests {
         let g = guest_footprints(LOG);
         assert_eq!(g.len(), 1);
         assert_eq!((g[0].guest.as_str(), g[0].frames_kib), ("linux", 65560));
-        assert!(exitbench("").is_none() && heart_rate("").is_none());
+        assert_eq!(tsc_mhz(LOG), Some(2601));
+        assert!(exitbench("").is_none() && heart_rate("").is_none() && tsc_mhz("").is_none());
         assert!(own_footprint("").is_none() && guest_footprints("").is_empty());
     }
 }

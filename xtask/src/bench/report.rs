@@ -194,6 +194,14 @@ pub fn build(raw: Raw, image: Option<(u64, u64)>) -> Report {
             &r.heart_beats_hammer,
             &r.heart_beats_alone,
         ),
+        row(
+            "tsc",
+            "TSC rate Bulkhead calibrated",
+            "Bulkhead's / host's",
+            "MHz",
+            &r.hv_tsc_mhz,
+            &vec![r.host_tsc_mhz; r.hv_tsc_mhz.len()],
+        ),
     ];
     let rows = rows
         .into_iter()

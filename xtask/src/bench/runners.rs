@@ -161,6 +161,18 @@ pub fn hypervisor(boot: &HvBoot) -> Run {
     run
 }
 
+/// The host's TSC rate in kHz, from /proc/cpuinfo's `cpu MHz` (the TSC rate on a CPU with an
+/// invariant TSC). QEMU TCG's guest TSC counts with the host's.
+pub fn host_tsc_khz() -> Option<u64> {
+    cpu_mhz_khz(&std::fs::read_to_string("/proc/cpuinfo").ok()?)
+}
+
+fn cpu_mhz_khz(cpuinfo: &str) -> Option<u64> {
+    let line = cpuinfo.lines().find(|l| l.starts_with("cpu MHz"))?;
+    let mhz: f64 = line.split(':').nth(1)?.trim().parse().ok()?;
+    Some((mhz * 1000.0).round() as u64)
+}
+
 /// QEMU's arguments for a plain boot.
 pub fn plain_args(boot: &PlainBoot) -> Vec<String> {
     let mut a: Vec<String> = [

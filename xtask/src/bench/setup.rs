@@ -15,6 +15,9 @@ const HV_CMDLINE: &str = "log=info test";
 pub const LINUX_CMDLINE: &str = "console=ttyS0 loglevel=4";
 /// Size of each disk pass and network transfer.
 pub const BLK_MIB: u64 = 64;
+/// Passes over the disk per timed blk measurement: one 64 MiB pass takes only a few of the
+/// guest clock's centiseconds.
+pub const BLK_PASSES: u64 = 8;
 pub const NET_MIB: u64 = 16;
 /// Guest RAM for the Linux guests, both under Bulkhead and in plain QEMU.
 pub const LINUX_MEM_MIB: u32 = 256;
@@ -81,6 +84,11 @@ fn heartbeat() -> String {
     )
 }
 
+/// The blk guest's bench words, the same under Bulkhead and in plain QEMU.
+pub fn blk_cmdline() -> String {
+    format!("bench.mode=blk bench.mib={BLK_MIB} bench.passes={BLK_PASSES}")
+}
+
 /// The manifests, by file name.
 pub fn manifests(runs: usize) -> Vec<(&'static str, String)> {
     let head = "# Written by `cargo xtask bench` (xtask/src/bench/setup.rs).\nversion = 1\n\n";
@@ -102,7 +110,7 @@ pub fn manifests(runs: usize) -> Vec<(&'static str, String)> {
             "blk.toml",
             format!(
                 "{}\n[[guest.disk]]\nimage = \"disk.img\"\n",
-                linux_guest("linux", &format!("bench.mode=blk bench.mib={BLK_MIB}"))
+                linux_guest("linux", &blk_cmdline())
             ),
         ),
         (

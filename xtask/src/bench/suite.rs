@@ -76,12 +76,18 @@ pub struct Raw {
     /// CPUID loop ticks over LFENCE loop ticks, per run.
     pub exit_cost_qemu: Vec<Option<f64>>,
     pub exit_cost_bochs: Vec<Option<f64>>,
-    /// Heartbeat spin iterations per ms (the CPU it got) and beats per second.
+    /// Heartbeat spin iterations per million TSC ticks (the CPU it got) and beats per billion
+    /// ticks: per tick, not per second, because the guest's idea of the TSC rate is the
+    /// hypervisor's calibration, which varies between boots.
     pub heart_spins_alone: Vec<Option<f64>>,
     pub heart_spins_quiet: Vec<Option<f64>>,
     pub heart_spins_hammer: Vec<Option<f64>>,
     pub heart_beats_alone: Vec<Option<f64>>,
     pub heart_beats_hammer: Vec<Option<f64>>,
+    /// The TSC rate each Bulkhead boot calibrated, and the host's (QEMU TCG's guest TSC counts
+    /// with the host's): a miscalibration skews the uptimes Linux guests report.
+    pub hv_tsc_mhz: Vec<Option<f64>>,
+    pub host_tsc_mhz: Option<f64>,
     pub own_footprint: Option<OwnFootprint>,
     /// Guest footprints by benchmark (`boot`, `blk`, `net`).
     pub guest_footprints: Vec<(String, GuestFootprint)>,
@@ -100,11 +106,26 @@ struct Suite<'a> {
 }
 
 impl Suite<'_> {
+    /// By how much a Bulkhead guest's seconds are shorter than real ones: Linux guests count
+    /// time at the TSC rate Bulkhead tells them, QEMU TCG's TSC runs at the host's, so a guest
+    /// told too high a rate sees its clock run slow by `told / host`. 1 when either is unknown.
+    fn clock_scale(&self, log: &str) -> f64 {
+        match (parse::tsc_mhz(log), self.raw.host_tsc_mhz) {
+            (Some(told), Some(host)) if host > 0.0 => told as f64 / host,
+            _ => 1.0,
+        }
+    }
+
     fn log(&self, name: &str) -> PathBuf {
         self.media.dir.join(format!("{name}.log"))
     }
 
     fn note(&mut self, what: &str, run: &Run) {
+        if !what.contains("bochs") && !what.contains("plain") {
+            self.raw
+                .hv_tsc_mhz
+                .push(parse::tsc_mhz(&run.log).map(|m| m as f64));
+        }
         if let Some(p) = &run.problem {
             self.raw.problems.push(format!("{what}: {p}"));
         }
@@ -132,7 +153,10 @@ impl Suite<'_> {
     fn plain(&mut self, what: &str, cmdline: &str, disk: Option<PathBuf>) -> Run {
         let log = self.log(what);
         println!("xtask: bench: {what} (QEMU -M microvm -kernel)");
-        let cmdline = format!("{} {cmdline}", setup::LINUX_CMDLINE);
+        // Linux would calibrate its TSC against a PIT, which microvm under TCG does not offer
+        // (the boot hangs): tell it the rate, as Bulkhead tells its Linux guests.
+        let tsc = runners::host_tsc_khz().map_or(String::new(), |k| format!(" tsc_early_khz={k}"));
+        let cmdline = format!("{} {cmdline}{tsc}", setup::LINUX_CMDLINE);
         let run = runners::plain(&PlainBoot {
             kernel: &self.media.linux.vmlinuz,
             initrd: &self.media.initrd,
@@ -167,7 +191,10 @@ impl Suite<'_> {
                 LINUX_TIMEOUT,
             );
             s.raw.boot_wall_hv_s.push(r.wall_to_marker_s);
-            s.raw.boot_uptime_hv_s.push(uptime_in(&r.log, "[linux] "));
+            let scale = s.clock_scale(&r.log);
+            s.raw
+                .boot_uptime_hv_s
+                .push(uptime_in(&r.log, "[linux] ").map(|u| u * scale));
             s.raw.boot_exits.extend(parse::exit_counts(&r.log, "linux"));
             s.footprints("boot", &r.log);
         };
@@ -209,8 +236,11 @@ impl Suite<'_> {
             if let Err(e) = std::fs::copy(&s.media.disk, &disk) {
                 s.raw.problems.push(format!("copying the disk: {e}"));
             }
-            let cmdline = format!("bench.mode=blk bench.mib={}", setup::BLK_MIB);
-            let r = s.plain(&format!("blk-plain-{run}"), &cmdline, Some(disk));
+            let r = s.plain(
+                &format!("blk-plain-{run}"),
+                &setup::blk_cmdline(),
+                Some(disk),
+            );
             s.raw.blk_read_plain_mbps.push(rate(&r.log, "", "blk-read"));
             s.raw
                 .blk_write_plain_mbps
@@ -295,15 +325,15 @@ impl Suite<'_> {
         let hammer = boot(self, "hammer", self.media.noisy_hammer.clone());
         let raw = &mut self.raw;
         raw.heart_spins_alone
-            .push(alone.and_then(|h| h.spins_per_ms()));
+            .push(alone.and_then(|h| h.spins_per_mtick()));
         raw.heart_spins_quiet
-            .push(quiet.and_then(|h| h.spins_per_ms()));
+            .push(quiet.and_then(|h| h.spins_per_mtick()));
         raw.heart_spins_hammer
-            .push(hammer.and_then(|h| h.spins_per_ms()));
+            .push(hammer.and_then(|h| h.spins_per_mtick()));
         raw.heart_beats_alone
-            .push(alone.and_then(|h| h.beats_per_s()));
+            .push(alone.and_then(|h| h.beats_per_gtick()));
         raw.heart_beats_hammer
-            .push(hammer.and_then(|h| h.beats_per_s()));
+            .push(hammer.and_then(|h| h.beats_per_gtick()));
     }
 }
 
@@ -329,6 +359,7 @@ pub fn run(media: &Media, plan: &Plan) -> Raw {
         media,
         raw: Raw {
             runs: plan.runs,
+            host_tsc_mhz: runners::host_tsc_khz().map(|k| k as f64 / 1000.0),
             ..Raw::default()
         },
     };
