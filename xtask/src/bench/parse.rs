@@ -83,8 +83,7 @@ pub fn exit_counts(log: &str, guest: &str) -> Option<ExitCounts> {
     let head = format!(" {guest}] ");
     let line = log
         .lines()
-        .filter(|l| l.contains(&head) && l.contains("exits total "))
-        .last()?;
+        .rfind(|l| l.contains(&head) && l.contains("exits total "))?;
     let rest = &line[line.find("exits total ")? + "exits total ".len()..];
     let (total, reasons) = rest.split_once(':').unwrap_or((rest, ""));
     let mut counts = ExitCounts {

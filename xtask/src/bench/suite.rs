@@ -344,7 +344,7 @@ fn alternate<'a, 'm>(
     hv: &mut dyn FnMut(&mut Suite<'m>),
     plain: impl FnOnce(&mut Suite<'m>),
 ) {
-    if run % 2 == 0 {
+    if run.is_multiple_of(2) {
         hv(suite);
         plain(suite);
     } else {
