@@ -40,9 +40,13 @@ pub struct HeartRate {
 }
 
 impl HeartRate {
-    /// Beats per 10^9 TSC ticks.
-    pub fn beats_per_gtick(&self) -> Option<f64> {
-        (self.ticks > 0).then(|| self.beats as f64 * 1e9 / self.ticks as f64)
+    /// The share of the nominal beat rate achieved: beats times the period the guest meant
+    /// (`period_ms` at the TSC rate it was told) over the ticks they took. Computed in the
+    /// guest's own terms, so a different TSC calibration from one boot to the next cancels out.
+    pub fn on_time_share(&self, period_ms: u64) -> Option<f64> {
+        (self.ticks > 0).then(|| {
+            self.beats as f64 * self.tsc_hz as f64 * period_ms as f64 / 1000.0 / self.ticks as f64
+        })
     }
 
     /// Spin iterations per 10^6 TSC ticks: how much CPU the guest got.
@@ -248,9 +252,9 @@ mod tests {
         assert_eq!((e.n, e.exit_ticks, e.base_ticks), (20000, 52000000, 400000));
         let h = heart_rate(LOG).unwrap();
         assert_eq!(h.beats, 20);
-        assert!((h.beats_per_gtick().unwrap() - 20.0 / 5.203488).abs() < 1e-9);
         assert!((h.spins_per_mtick().unwrap() - 90e6 / 5203.488).abs() < 1e-6);
-        assert_eq!(h.tsc_hz, 2601744000);
+        // 20 beats of 250 ms at 2601744000 Hz meant 13008720000 ticks; they took 5203488000.
+        assert!((h.on_time_share(250).unwrap() - 2.5).abs() < 1e-9);
         let own = own_footprint(LOG).unwrap();
         assert_eq!(
             (own.image_kib, own.heap_used_kib, own.other_kib),

@@ -188,9 +188,9 @@ pub fn build(raw: Raw, image: Option<(u64, u64)>) -> Report {
         ),
         row(
             "noisy",
-            "heartbeat beats per Gtick",
+            "heartbeat beats on time (share of nominal)",
             "hammer / alone",
-            "/Gtick",
+            "",
             &r.heart_beats_hammer,
             &r.heart_beats_alone,
         ),

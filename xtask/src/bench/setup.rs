@@ -27,7 +27,7 @@ pub const EXITBENCH_N_BOCHS: u64 = 2_000;
 /// The noisy-neighbour bench: heartbeat beats this often, this many times, while the
 /// neighbour keeps busy a little longer than that.
 const HEART_BEATS: u64 = 20;
-const HEART_PERIOD_MS: u64 = 250;
+pub const HEART_PERIOD_MS: u64 = 250;
 const NEIGHBOUR_MS: u64 = 8_000;
 
 /// One benchmark's boot media.

@@ -76,9 +76,9 @@ pub struct Raw {
     /// CPUID loop ticks over LFENCE loop ticks, per run.
     pub exit_cost_qemu: Vec<Option<f64>>,
     pub exit_cost_bochs: Vec<Option<f64>>,
-    /// Heartbeat spin iterations per million TSC ticks (the CPU it got) and beats per billion
-    /// ticks: per tick, not per second, because the guest's idea of the TSC rate is the
-    /// hypervisor's calibration, which varies between boots.
+    /// Heartbeat spin iterations per million TSC ticks (the CPU it got; per tick, not per
+    /// second, because the guest's idea of the TSC rate is the hypervisor's calibration, which
+    /// varies between boots) and the share of its nominal beat rate it achieved.
     pub heart_spins_alone: Vec<Option<f64>>,
     pub heart_spins_quiet: Vec<Option<f64>>,
     pub heart_spins_hammer: Vec<Option<f64>>,
@@ -330,10 +330,10 @@ impl Suite<'_> {
             .push(quiet.and_then(|h| h.spins_per_mtick()));
         raw.heart_spins_hammer
             .push(hammer.and_then(|h| h.spins_per_mtick()));
-        raw.heart_beats_alone
-            .push(alone.and_then(|h| h.beats_per_gtick()));
-        raw.heart_beats_hammer
-            .push(hammer.and_then(|h| h.beats_per_gtick()));
+        let on_time =
+            |h: Option<parse::HeartRate>| h.and_then(|h| h.on_time_share(setup::HEART_PERIOD_MS));
+        raw.heart_beats_alone.push(on_time(alone));
+        raw.heart_beats_hammer.push(on_time(hammer));
     }
 }
 
