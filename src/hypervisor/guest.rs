@@ -151,6 +151,9 @@ impl Guest {
     }
 }
 
+/// The busiest ports named in the `io exits by port` line when a guest stops.
+const IO_PORTS_SHOWN: usize = 8;
+
 /// Runs vCPU `index` of `guest` on this CPU until the guest stops for good. vCPU 0 boots the
 /// guest and decides about stops and restarts; the others wait for INIT-SIPI from it, as
 /// application processors do. `on_stop` is called once, by vCPU 0, when the guest is done.
@@ -180,7 +183,10 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
         for i in 1..guest.links.count() {
             guest.links.kick(i);
         }
-        let stats = guest.stats.lock().summary();
+        let (stats, ports) = {
+            let s = guest.stats.lock();
+            (s.summary(), s.ports_summary(IO_PORTS_SHOWN))
+        };
         log::info!(
             "stopped ({:?}, status {}, {} restarts); exits {}",
             guest.state(),
@@ -188,6 +194,9 @@ pub fn run_vcpu_thread(guest: &Guest, index: usize, caps: &Caps, on_stop: &dyn F
             guest.restarts.load(Ordering::Acquire),
             stats
         );
+        if !ports.is_empty() {
+            log::info!("io exits by port: {ports}");
+        }
         percpu::set_guest_name(None);
         on_stop();
     } else {

@@ -195,6 +195,9 @@ pub fn handle<V: Vcpu, H: Host>(
     host: &mut H,
 ) -> Next {
     st.stats.count(exit.name());
+    if let VmExit::Io(io) = &exit {
+        st.stats.count_port(io.port);
+    }
     match exit {
         VmExit::Cpuid => {
             let regs = vcpu.regs();

@@ -104,6 +104,26 @@ pub fn exit_counts(log: &str, guest: &str) -> Option<ExitCounts> {
     Some(counts)
 }
 
+/// The port I/O exits of `guest` by port (`io exits by port: 0x3f8 1200, …, other 5`, printed
+/// after its exit counts), as counts whose reasons are the ports.
+pub fn port_counts(log: &str, guest: &str) -> Option<ExitCounts> {
+    let head = format!(" {guest}] ");
+    const KEY: &str = "io exits by port: ";
+    let line = log
+        .lines()
+        .rfind(|l| l.contains(&head) && l.contains(KEY))?;
+    let mut counts = ExitCounts::default();
+    for item in line[line.find(KEY)? + KEY.len()..].split(',') {
+        if let Some((port, count)) = item.trim().rsplit_once(' ') {
+            if let Ok(count) = count.parse::<u64>() {
+                counts.total += count;
+                counts.by_reason.push((port.to_owned(), count));
+            }
+        }
+    }
+    Some(counts)
+}
+
 /// The `BENCH` transfer lines printed by the guest whose lines start with `prefix` (`""` for a
 /// plain QEMU boot, `"[client] "` under Bulkhead).
 pub fn transfers(log: &str, prefix: &str) -> Vec<Transfer> {
@@ -204,6 +224,7 @@ mod tests {
 [peer] BENCH blk-write round=1 bytes=1 cs=1\n\
 [linux] BENCH error blk-read: dd: can't open '/dev/vda'\n\
 [cpu1 linux] INFO  guest: stopped (Stopped, status 0, 0 restarts); exits total 142836: io 134138, npf 3723, intr-window 391\n\
+[cpu1 linux] INFO  guest: io exits by port: 0x3f8 134000, 0x70 38, other 100\n\
 [cpu3 peer] INFO  guest: stopped (Stopped, status 0, 0 restarts); exits total 5: io 5\n\
 [exitbench] exitbench: cpuid 20000 in 52000000 ticks, lfence loop 20000 in 400000 ticks, TSC 2601744000 Hz\n\
 [heartbeat] heartbeat: rate 20 beats in 5203488000 ticks, 90000000 spins, TSC 2601744000 Hz\n";
@@ -222,6 +243,10 @@ mod tests {
         );
         assert_eq!(exit_counts(LOG, "peer").unwrap().total, 5);
         assert_eq!(exit_counts(LOG, "heartbeat"), None);
+        let ports = port_counts(LOG, "linux").unwrap();
+        assert_eq!(ports.total, 134138);
+        assert_eq!(ports.by_reason[1], ("0x70".to_owned(), 38));
+        assert_eq!(port_counts(LOG, "peer"), None);
     }
 
     #[test]

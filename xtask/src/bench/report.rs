@@ -36,6 +36,8 @@ pub struct Report {
     pub rows: Vec<Row>,
     pub boot_exit_total: Option<Spread>,
     pub boot_exits: Vec<ExitReason>,
+    /// Port I/O exits per Linux boot by port (share: of port I/O exits).
+    pub boot_ports: Vec<ExitReason>,
     pub blk_exit_total: Option<Spread>,
     pub net_exit_total: Option<Spread>,
     pub own_footprint: Option<OwnFootprint>,
@@ -212,6 +214,7 @@ pub fn build(raw: Raw, image: Option<(u64, u64)>) -> Report {
         rows,
         boot_exit_total: totals(&raw.boot_exits),
         boot_exits: by_reason(&raw.boot_exits),
+        boot_ports: by_reason(&raw.boot_ports),
         blk_exit_total: totals(&raw.blk_exits),
         net_exit_total: totals(&raw.net_exits),
         own_footprint: raw.own_footprint,
@@ -325,6 +328,15 @@ pub fn table(report: &Report) -> String {
             top.join(", ")
         ));
     }
+    if !report.boot_ports.is_empty() {
+        let top: Vec<String> = report
+            .boot_ports
+            .iter()
+            .take(4)
+            .map(|e| format!("{} {:.0}", e.reason, e.per_boot.median))
+            .collect();
+        out.push_str(&format!("port I/O exits by port: {}\n", top.join(", ")));
+    }
     out
 }
 
@@ -381,6 +393,23 @@ pub fn markdown(report: &Report) -> String {
         }
     } else {
         md.push_str("Not measured.\n");
+    }
+    if !report.boot_ports.is_empty() {
+        md.push_str(
+            "\nPort I/O exits per boot by port (the busiest the hypervisor names; `other` is \
+             the rest):\n\n| port | per boot (median) | min–max | share of port I/O |\n\
+             |---|---|---|---|\n",
+        );
+        for e in &report.boot_ports {
+            md.push_str(&format!(
+                "| {} | {:.0} | {:.0}–{:.0} | {:.1}% |\n",
+                e.reason,
+                e.per_boot.median,
+                e.per_boot.min,
+                e.per_boot.max,
+                e.share * 100.0
+            ));
+        }
     }
     md.push_str("\n## Footprint\n\n");
     if let (Some(f), Some(m)) = (report.image_file_bytes, report.image_mem_bytes) {
@@ -445,6 +474,7 @@ mod tests {
                 counts(110, &[("io", 100), ("npf", 10)]),
                 counts(90, &[("io", 90)]),
             ],
+            boot_ports: vec![counts(100, &[("0x3f8", 100)]), counts(90, &[("0x3f8", 90)])],
             exit_cost_qemu: vec![Some(101.0), None],
             problems: vec!["blk-hv-0: timed out".into()],
             ..Raw::default()
@@ -483,6 +513,8 @@ mod tests {
         let md = markdown(&r);
         assert!(md.contains("| boot | wall time to userspace | Bulkhead / QEMU -kernel | 4.50x |"));
         assert!(md.contains("| io | 95 | 90–100 | 95.0% |"));
+        assert!(md.contains("| 0x3f8 | 95 | 90–100 | 100.0% |"), "{md}");
+        assert!(t.contains("port I/O exits by port: 0x3f8 95"), "{t}");
         assert!(md.contains("## Problems\n\n- blk-hv-0: timed out"));
         assert!(md.contains("17.0 MiB in memory"));
         let j: serde_json::Value = serde_json::from_str(&json(&r).unwrap()).unwrap();

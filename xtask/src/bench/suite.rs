@@ -64,6 +64,8 @@ pub struct Raw {
     pub boot_uptime_plain_s: Vec<Option<f64>>,
     /// Exits of the Linux guest in each boot run (boot to userspace, then power-off).
     pub boot_exits: Vec<ExitCounts>,
+    /// Its port I/O exits by port.
+    pub boot_ports: Vec<ExitCounts>,
     pub blk_read_hv_mbps: Vec<Option<f64>>,
     pub blk_read_plain_mbps: Vec<Option<f64>>,
     pub blk_write_hv_mbps: Vec<Option<f64>>,
@@ -196,6 +198,7 @@ impl Suite<'_> {
                 .boot_uptime_hv_s
                 .push(uptime_in(&r.log, "[linux] ").map(|u| u * scale));
             s.raw.boot_exits.extend(parse::exit_counts(&r.log, "linux"));
+            s.raw.boot_ports.extend(parse::port_counts(&r.log, "linux"));
             s.footprints("boot", &r.log);
         };
         let plain = |s: &mut Self| {
@@ -221,12 +224,14 @@ impl Suite<'_> {
                 1024,
                 LINUX_TIMEOUT,
             );
+            let scale = s.clock_scale(&r.log);
+            let real = |mbps: Option<f64>| mbps.map(|m| m / scale);
             s.raw
                 .blk_read_hv_mbps
-                .push(rate(&r.log, "[linux] ", "blk-read"));
+                .push(real(rate(&r.log, "[linux] ", "blk-read")));
             s.raw
                 .blk_write_hv_mbps
-                .push(rate(&r.log, "[linux] ", "blk-write"));
+                .push(real(rate(&r.log, "[linux] ", "blk-write")));
             s.raw.blk_exits.extend(parse::exit_counts(&r.log, "linux"));
             s.footprints("blk", &r.log);
         };
