@@ -208,6 +208,9 @@ impl Guest {
     }
 }
 
+/// The busiest ports named in the `io exits by port` line when a guest stops.
+pub(super) const IO_PORTS_SHOWN: usize = 8;
+
 /// Runs vCPU `index` of `guest` on this CPU until the guest stops for good. vCPU 0 boots the
 /// guest and decides about stops and restarts; the others wait for INIT-SIPI from it, as
 /// application processors do. `on_stop` is called once, by vCPU 0, when the guest is done.

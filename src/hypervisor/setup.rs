@@ -73,13 +73,47 @@ fn build_plan(info: &BootInfo, caps: &Caps, plan: &Plan) -> Result<Vec<Arc<Guest
         .iter()
         .map(|s| Switch::new(&s.name, DEFAULT_INBOX_FRAMES))
         .collect();
+    log_own_footprint(info);
     let mut guests = Vec::new();
     for (index, g) in plan.guests.iter().enumerate() {
+        let (free_before, heap_before) = (memory::free_bytes(), memory::heap_used());
         let guest = build_guest(info, caps, plan, &switches, index, g)
             .map_err(|e| alloc::format!("guest {}: {e}", g.name))?;
+        // `cargo xtask bench` reads these lines (xtask/src/bench/parse.rs): what a guest costs
+        // beyond its RAM (nested page table, disk copies in frames; device state in the heap).
+        let frames = free_before.saturating_sub(memory::free_bytes());
+        log::info!(
+            "footprint: guest {}: RAM {} KiB, overhead {} KiB frames + {} KiB heap",
+            g.name,
+            g.memory_bytes >> 10,
+            frames.saturating_sub(g.memory_bytes) >> 10,
+            memory::heap_used().saturating_sub(heap_before) >> 10
+        );
         guests.push(Arc::new(guest));
     }
     Ok(guests)
+}
+
+/// The hypervisor's own memory before any guest is built: its image (which holds the heap),
+/// the heap in use, and the other frames it took (stacks, page tables, low memory), boot
+/// modules not counted.
+fn log_own_footprint(info: &BootInfo) {
+    let (start, end) = memory::kernel_image();
+    let image = end.as_u64().saturating_sub(start.as_u64());
+    let modules: u64 = info.modules.iter().map(|m| m.len).sum();
+    let other = info
+        .usable_bytes()
+        .saturating_sub(memory::free_bytes())
+        .saturating_sub(image)
+        .saturating_sub(modules);
+    log::info!(
+        "footprint: hypervisor image {} KiB (heap {} KiB in use of {} KiB), other frames {} KiB, boot modules {} KiB",
+        image >> 10,
+        memory::heap_used() >> 10,
+        memory::HEAP_BYTES >> 10,
+        other >> 10,
+        modules >> 10
+    );
 }
 
 fn build_guest(

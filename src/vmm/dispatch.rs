@@ -198,6 +198,9 @@ pub fn handle<V: Vcpu, H: Host>(
         VmExit::Io(io) => io_class(io.port),
         other => other.name(),
     });
+    if let VmExit::Io(io) = &exit {
+        st.stats.count_port(io.port);
+    }
     match exit {
         VmExit::Cpuid => {
             let regs = vcpu.regs();

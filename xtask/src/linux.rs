@@ -184,6 +184,27 @@ pub fn ensure(options: Options) -> Result<Artifacts, String> {
     })
 }
 
+/// An initramfs like `initrd.cpio` (same busybox and modules) with `init` as `/init`, written
+/// to `out`: `cargo xtask bench` packs tests/linux/bench-init this way.
+pub fn initramfs_with_init(artifacts: &Artifacts, init: &Path, out: &Path) -> Result<(), String> {
+    let dir = dir();
+    let version = debian::kernel_version(&artifacts.package).unwrap_or_default();
+    let modules_dir = dir
+        .join("kernel-pkg")
+        .join("lib")
+        .join("modules")
+        .join(version);
+    let index = modules::index(&modules_dir)?;
+    let loaded = modules::closure(&modules_dir, &index, initramfs::ROOT_MODULES)?;
+    let image = initramfs::build(&initramfs::Contents {
+        busybox: &read(&dir.join("busybox-pkg").join("bin").join("busybox"))?,
+        init: &read(init)?,
+        kernel_version: version,
+        modules: &loaded,
+    })?;
+    write_if_changed(out, &image)
+}
+
 /// `a/b/../c` → `a/c`, without touching the file system (the file may not exist yet).
 fn normalize(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();

@@ -2,6 +2,7 @@
 //! runs the test suite (host unit tests plus boot scenarios judged by their serial log).
 
 mod args;
+mod bench;
 mod bochs;
 mod cargo;
 mod check;
@@ -40,6 +41,9 @@ commands:
   linux [--vmlinux] [--refresh] [--boot-qemu]
                              fetch Debian's kernel and busybox, build the Linux guest's
                              initramfs and disks in target/linux (see tests/linux)
+  bench [--runs N | --quick] [--only boot,blk,net,exits,noisy] [--no-bochs]
+                             Bulkhead against peers measured in the same run; writes
+                             target/bench/report.md, report.json, chart.png (docs/BENCHMARKS.md)
   check FILE [--cpus N] [--ram SIZE] [--skip-modules]
                              validate a manifest as the hypervisor would (see docs/MANIFEST.md)
 
@@ -66,6 +70,7 @@ fn main() -> ExitCode {
         "test" => test_cmd::test(argv),
         "check" => check::check(argv),
         "linux" => linux::linux(argv),
+        "bench" => bench::bench(argv),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     };
     match result {

@@ -15,6 +15,8 @@ pub enum Need {
     /// Bochs with its rfb display plugin, its BIOS and the VGA BIOS.
     Bochs,
     Gdb,
+    /// A TrueType font for the text in `cargo xtask bench`'s chart.
+    Font,
 }
 
 /// How to tell that something is installed.
@@ -104,6 +106,14 @@ const GDB: &[Requirement] = &[Requirement {
     packages: &["gdb"],
 }];
 
+/// The font `cargo xtask bench` draws its chart's text with.
+pub const FONT: &str = "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
+
+const FONT_FILES: &[Requirement] = &[Requirement {
+    probe: Probe::Path(FONT),
+    packages: &["fonts-dejavu-core"],
+}];
+
 fn requirements(need: Need) -> &'static [Requirement] {
     match need {
         Need::Iso => ISO,
@@ -111,6 +121,7 @@ fn requirements(need: Need) -> &'static [Requirement] {
         Need::Uefi => UEFI,
         Need::Bochs => BOCHS,
         Need::Gdb => GDB,
+        Need::Font => FONT_FILES,
     }
 }
 

@@ -5,7 +5,7 @@
 use alloc::string::String;
 use core::sync::atomic::Ordering;
 
-use super::{restart, Guest, MachineHost, State, Stretch};
+use super::{restart, Guest, MachineHost, State, Stretch, IO_PORTS_SHOWN};
 use crate::hypervisor::monitor;
 use crate::virt::Vcpu;
 use crate::vmm::dispatch::{self, VcpuState};
@@ -56,7 +56,10 @@ pub(super) fn report_stopped(guest: &Guest) {
     for i in 1..guest.links.count() {
         guest.links.kick(i);
     }
-    let stats = guest.stats.lock().summary();
+    let (stats, ports) = {
+        let s = guest.stats.lock();
+        (s.summary(), s.ports_summary(IO_PORTS_SHOWN))
+    };
     log::info!(
         target: "guest",
         "stopped ({:?}, status {}, {} restarts); exits {}",
@@ -65,6 +68,9 @@ pub(super) fn report_stopped(guest: &Guest) {
         guest.restarts.load(Ordering::Acquire),
         stats
     );
+    if !ports.is_empty() {
+        log::info!(target: "guest", "io exits by port: {ports}");
+    }
 }
 
 /// vCPU 0 of an ended or held guest waits for the monitor's `restart`.

@@ -6,6 +6,8 @@
 //! canary prints `FAIL heartbeat: canary ...` and exits 1. With `beats=N` it stops after N beats
 //! with `PASS heartbeat`; without, it runs forever.
 //!
+//! After the last beat it prints its achieved rate (beats and spin iterations per TSC time).
+//!
 //! Command line: `beats=N` (default: forever), `period_ms=N` (default 100).
 
 #![no_std]
@@ -107,21 +109,34 @@ enum Pace {
 }
 
 impl Pace {
-    fn wait(&self) {
+    /// Waits one period; returns the spin iterations it managed meanwhile (with a TSC pace,
+    /// how much CPU this guest got: a neighbour that slows the CPU down lowers it).
+    fn wait(&self) -> u64 {
         match *self {
             Pace::Tsc { ticks_per_beat } => {
                 let start = rdtsc();
+                let mut spins = 0u64;
                 while rdtsc().wrapping_sub(start) < ticks_per_beat {
                     core::hint::spin_loop();
+                    spins += 1;
                 }
+                spins
             }
             Pace::Spins(spins) => {
                 for _ in 0..spins {
                     core::hint::spin_loop();
                 }
+                spins
             }
         }
     }
+}
+
+/// `heartbeat: rate B beats in T ticks, S spins, TSC H Hz` (`cargo xtask bench` reads it):
+/// beats per second of TSC time, and spins per tick as the CPU this guest got.
+fn report_rate(beats: u64, spins: u64, ticks: u64) {
+    let hz = tsc_hz().map_or(0, |(hz, _)| hz);
+    println!("heartbeat: rate {beats} beats in {ticks} ticks, {spins} spins, TSC {hz} Hz");
 }
 
 fn main(info: &'static StartInfo) -> ! {
@@ -157,12 +172,15 @@ fn main(info: &'static StartInfo) -> ! {
     let planted = plant(info);
     println!("heartbeat: canaries in {IMAGE_CANARY_WORDS} image words and {planted} RAM pages");
     let mut beat: u64 = 0;
+    let mut spins: u64 = 0;
+    let start = rdtsc();
     loop {
-        pace.wait();
+        spins += pace.wait();
         verify(info, beat);
         beat += 1;
         println!("heartbeat {beat}");
         if beats.is_some_and(|limit| beat >= limit) {
+            report_rate(beat, spins, rdtsc().wrapping_sub(start));
             Checks::new("heartbeat").finish()
         }
     }
