@@ -444,6 +444,7 @@ fn run_stretch<V: Vcpu>(
             let next = monitor::next_poll_tsc();
             deadline = Some(deadline.map_or(next, |d| d.min(next)));
         }
+        vcpu.set_host_deadline(deadline);
         if deadline != armed {
             match deadline {
                 Some(t) => apic::arm_timer_at(t),

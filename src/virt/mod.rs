@@ -223,4 +223,8 @@ pub trait Vcpu {
     fn set_efer(&mut self, efer: u64);
     /// Resets the vCPU to `state` (boot or restart), flushing the guest's TLB.
     fn reset(&mut self, state: &EntryState);
+    /// The TSC value by which the host needs its CPU back (its armed timer), if any. The host
+    /// timer's interrupt normally ends guest execution; a backend whose CPU may hold that
+    /// interrupt back (see VMX) also bounds the run by other means.
+    fn set_host_deadline(&mut self, _tsc: Option<u64>) {}
 }

@@ -48,6 +48,12 @@ impl CapMsrs {
         self.ept_vpid & (1 << bit) != 0
     }
 
+    /// The VMX-preemption timer counts down once every 2^this TSC cycles (IA32_VMX_MISC bits
+    /// 4:0, SDM vol.3 §26.5.1).
+    pub fn preemption_timer_shift(&self) -> u32 {
+        (self.misc & 0x1F) as u32
+    }
+
     /// The most CR3-target values the CPU supports (IA32_VMX_MISC bits 24:16).
     pub fn cr3_targets(&self) -> u64 {
         (self.misc >> 16) & 0x1FF
@@ -207,6 +213,7 @@ pub enum Need {
 pub const WANTED: &[(Control, Need)] = &[
     (PIN_EXTERNAL_INTERRUPT, Need::Required),
     (PIN_NMI, Need::Required),
+    (PIN_PREEMPTION_TIMER, Need::Optional),
     (PROC_INTERRUPT_WINDOW, Need::Toggled),
     (PROC_HLT, Need::Required),
     (PROC_MWAIT, Need::Required),

@@ -39,6 +39,7 @@ pub const MACHINE_CHECK: u16 = 41;
 pub const EPT_VIOLATION: u16 = 48;
 pub const EPT_MISCONFIG: u16 = 49;
 pub const INVEPT: u16 = 50;
+pub const PREEMPTION_TIMER: u16 = 52;
 pub const INVVPID: u16 = 53;
 pub const XSETBV: u16 = 55;
 pub const VMFUNC: u16 = 59;
@@ -162,6 +163,8 @@ pub fn decode(raw: &RawExit) -> Action {
         TRIPLE_FAULT => VmExit::Shutdown,
         INIT_SIGNAL | SIPI | IO_SMI | OTHER_SMI => VmExit::HostInterrupt,
         INTERRUPT_WINDOW => VmExit::InterruptWindow,
+        // The host's deadline came while the guest kept interrupts masked: the run loop decides.
+        PREEMPTION_TIMER => VmExit::HostInterrupt,
         CPUID => VmExit::Cpuid,
         HLT => VmExit::Hlt,
         INVD => VmExit::Invd,

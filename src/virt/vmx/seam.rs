@@ -11,7 +11,12 @@ use super::{diagnose, run};
 use crate::addr::PAGE_SIZE;
 use crate::arch::x86_64::apic;
 use crate::arch::x86_64::cpu::{self, wrmsr};
+use crate::arch::x86_64::time;
 use crate::virt::{reg, EntryState, GuestRegs, PagingState, Vcpu, VmExit};
+
+/// How long a guest running with interrupts off may keep its CPU before the VMX-preemption timer
+/// brings it back to the host's run loop (a cheap exit on hardware, 100 a second at most).
+const IF_OFF_BACKSTOP_MS: u64 = 10;
 
 impl Vcpu for VmxVcpu<'_> {
     fn run(&mut self) -> VmExit {
@@ -23,6 +28,7 @@ impl Vcpu for VmxVcpu<'_> {
                 );
             }
             self.vmcs.write(GUEST_RSP, self.regs.gprs[reg::RSP]);
+            self.arm_preemption_timer();
             let launched = self.vmcs.is_launched();
             // SAFETY: the VMCS is current and fully set up (`new`, `reset`), its host state is
             // this CPU's and HOST_RIP is the landing pad; `launched` is its launch state.
@@ -280,5 +286,36 @@ impl Vcpu for VmxVcpu<'_> {
         }
         self.flush_ept();
         self.flush_guest_tlb();
+    }
+
+    fn set_host_deadline(&mut self, tsc: Option<u64>) {
+        self.host_deadline = tsc;
+    }
+}
+
+impl VmxVcpu<'_> {
+    /// Loads the VMX-preemption timer with the time left until the host's deadline.
+    /// External-interrupt exiting should already end guest execution when the host timer fires
+    /// or another CPU kicks this one, but Bochs 2.7 holds interrupts back from a guest that
+    /// entered with IF=0 and never executes CLI/STI again. The preemption timer counts
+    /// regardless of the guest's IF (SDM vol.3 §26.5.1), so such a guest still gives its CPU
+    /// back at the host's deadline (`time_limit_ms`, device retries, the monitor's polling)
+    /// and, within [`IF_OFF_BACKSTOP_MS`], for kicks (stop requests, injected interrupts).
+    fn arm_preemption_timer(&mut self) {
+        if !self.controls.has(PIN_PREEMPTION_TIMER) {
+            return;
+        }
+        let now = cpu::rdtsc();
+        let mut until = self.host_deadline;
+        if !self.interrupts_enabled() {
+            let backstop = now + time::tsc_khz() * IF_OFF_BACKSTOP_MS;
+            until = Some(until.map_or(backstop, |d| d.min(backstop)));
+        }
+        let ticks = match until {
+            Some(deadline) => (deadline.saturating_sub(now) >> self.caps.preemption_timer_shift())
+                .min(u64::from(u32::MAX)),
+            None => u64::from(u32::MAX),
+        };
+        self.vmcs.write(PREEMPTION_TIMER_VALUE, ticks);
     }
 }

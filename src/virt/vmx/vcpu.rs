@@ -84,6 +84,8 @@ pub struct VmxVcpu<'a> {
     pub(super) virtual_apic: HostPhysAddr,
     /// Length of the instruction that caused the last exit, for instruction exits.
     pub(super) exit_len: Option<u8>,
+    /// When the host wants this CPU back (a TSC value), enforced by the VMX-preemption timer.
+    pub(super) host_deadline: Option<u64>,
 }
 
 impl<'a> VmxVcpu<'a> {
@@ -146,6 +148,7 @@ impl<'a> VmxVcpu<'a> {
             msr_bitmap,
             virtual_apic,
             exit_len: None,
+            host_deadline: None,
         };
         vcpu.write_controls();
         if let Some((field, e)) = vcpu.vmcs.take_error() {

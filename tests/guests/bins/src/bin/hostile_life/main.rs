@@ -13,8 +13,7 @@
 //! - `halt`: HLT with interrupts off, which only a reset would end;
 //! - `ap-triple` (two vCPUs): vCPU 0 starts vCPU 1 (INIT, SIPI) in real-mode code that loads
 //!   an empty IDT and executes UD2 (a triple fault on the application processor), then spins;
-//! - `ap-spin` (two vCPUs): vCPU 1 is started into `cli; jmp $` (a CLI loop on Intel, see
-//!   [`AP_SPIN_CLI`]), vCPU 0 exits with status 0
+//! - `ap-spin` (two vCPUs): vCPU 1 is started into `cli; jmp $`, vCPU 0 exits with status 0
 //!   after `ap_ms` (default 200) ms: the hypervisor must take vCPU 1 off its CPU too.
 //!
 //! Before it acts it prints `hostile-life: <mode>: <method>` and
@@ -27,7 +26,7 @@
 use core::arch::asm;
 
 use guest_rt::apic::{self, reg, Mode};
-use guest_rt::cpu::{self, cli, rdtsc};
+use guest_rt::cpu::{cli, rdtsc};
 use guest_rt::time::spin_ms;
 use guest_rt::{exit, println, StartInfo};
 
@@ -55,11 +54,6 @@ const AP_PAGE: u64 = 0x5_0000;
 const AP_VECTOR: u32 = (AP_PAGE >> 12) as u32;
 /// Real-mode code: `cli; jmp $`.
 const AP_SPIN: [u8; 3] = [0xFA, 0xEB, 0xFE];
-/// Real-mode code: `cli; jmp <the cli>`, for VMX under Bochs 2.7: its VM entry does not
-/// re-evaluate interrupt masking when guest and host both have IF=0, so after one
-/// external-interrupt exit a guest that never executes CLI again is never interrupted (on
-/// hardware, external-interrupt exiting ignores the guest's IF). Executing CLI re-evaluates it.
-const AP_SPIN_CLI: [u8; 3] = [0xFA, 0xEB, 0xFD];
 /// Real-mode code: `cli; lidt cs:[0x10]; ud2`, with a zero IDT descriptor at offset 0x10.
 const AP_TRIPLE: [u8; 9] = [0xFA, 0x2E, 0x0F, 0x01, 0x1E, 0x10, 0x00, 0x0F, 0x0B];
 const AP_IDT_OFFSET: u64 = 0x10;
@@ -155,7 +149,6 @@ fn main(info: &'static StartInfo) -> ! {
     println!("HOSTILE SUMMARY hostile-life-{mode} cases=1 iterations=1 failed=0 ms=0");
     if mode.starts_with("ap-") {
         let code: &[u8] = match mode {
-            "ap-spin" if cpu::vendor_kind() == cpu::Vendor::Intel => &AP_SPIN_CLI,
             "ap-spin" => &AP_SPIN,
             _ => &AP_TRIPLE,
         };
