@@ -6,6 +6,8 @@ mod bochs;
 mod cargo;
 mod check;
 mod commands;
+mod fuzz;
+mod fuzz_report;
 mod iso;
 mod linux;
 mod machine;
@@ -40,6 +42,8 @@ commands:
                              initramfs and disks in target/linux (see tests/linux)
   check FILE [--cpus N] [--ram SIZE] [--skip-modules]
                              validate a manifest as the hypervisor would (see docs/MANIFEST.md)
+  fuzz  [--minutes N | --seconds N] [--target T] [--list]
+                             run each cargo-fuzz target in fuzz/ for N minutes (default 1)
 
 SIZE is a number with an optional K/M/G suffix (default MiB), e.g. 128M or 2G.
 The manifest defaults to tests/manifests/default.toml; the command line to `log=info`.
@@ -64,6 +68,7 @@ fn main() -> ExitCode {
         "test" => test_cmd::test(argv),
         "check" => check::check(argv),
         "linux" => linux::linux(argv),
+        "fuzz" => fuzz::fuzz(argv),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     };
     match result {
