@@ -35,10 +35,11 @@ impl TargetRun {
 /// The value of `stat::number_of_executed_units:` in libFuzzer's final stats
 /// (`-print_final_stats=1`); the last one wins if the log holds several.
 pub fn executed_units(log: &str) -> Option<u64> {
-    log.lines()
-        .filter_map(|l| l.trim().strip_prefix("stat::number_of_executed_units:"))
-        .filter_map(|v| v.trim().parse().ok())
-        .last()
+    log.lines().rev().find_map(|l| {
+        l.trim()
+            .strip_prefix("stat::number_of_executed_units:")
+            .and_then(|v| v.trim().parse().ok())
+    })
 }
 
 /// Whether a file libFuzzer wrote under its artifact prefix reports a failure. `slow-unit-`
