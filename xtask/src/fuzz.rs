@@ -13,6 +13,7 @@ use std::time::Instant;
 use crate::args::{self, Spec};
 use crate::fuzz_report::{self, TargetRun};
 use crate::paths;
+use crate::sys::{self, Need};
 
 /// The toolchain cargo-fuzz builds with (libFuzzer's instrumentation needs `-Z` flags).
 const NIGHTLY: &str = "nightly";
@@ -83,6 +84,7 @@ fn nightly(program: &str) -> Command {
 /// Installs the nightly toolchain and cargo-fuzz when missing, as the other commands install
 /// their system packages.
 pub fn ensure_tools() -> Result<(), String> {
+    sys::ensure(&[Need::Cxx])?;
     let mut probe = nightly("rustc");
     probe.arg("--version");
     if !quietly_succeeds(probe) {

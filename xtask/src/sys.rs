@@ -15,6 +15,8 @@ pub enum Need {
     /// Bochs with its rfb display plugin, its BIOS and the VGA BIOS.
     Bochs,
     Gdb,
+    /// A C++ compiler, for libFuzzer (built by cargo-fuzz's `libfuzzer-sys`).
+    Cxx,
 }
 
 /// How to tell that something is installed.
@@ -104,6 +106,11 @@ const GDB: &[Requirement] = &[Requirement {
     packages: &["gdb"],
 }];
 
+const CXX: &[Requirement] = &[Requirement {
+    probe: Probe::Command("c++"),
+    packages: &["g++"],
+}];
+
 fn requirements(need: Need) -> &'static [Requirement] {
     match need {
         Need::Iso => ISO,
@@ -111,6 +118,7 @@ fn requirements(need: Need) -> &'static [Requirement] {
         Need::Uefi => UEFI,
         Need::Bochs => BOCHS,
         Need::Gdb => GDB,
+        Need::Cxx => CXX,
     }
 }
 
