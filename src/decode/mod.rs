@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod fuzzing;
 mod mmio;
 pub mod walk;
 

@@ -18,7 +18,7 @@ use crate::devices::virtio::blk::{Blk, BlkOptions};
 use crate::devices::virtio::console::{Console, ConsoleInput, ConsoleSink};
 use crate::devices::virtio::mmio::MmioTransport;
 use crate::devices::virtio::net::Net;
-use crate::loader::{self, AcpiConfig, BootRequest, Format};
+use crate::loader::{self, AcpiConfig, BootRequest, Format, GuestRamLayout, LoadError};
 use crate::manifest::{self, EscapeKey, GuestPlan, KernelFormat, MachineFacts, Plan};
 use crate::paging::{
     check_nested, Entry, EptEntry, MapFlags, NptEntry, PageSize, PageTable, PagingError, Region,
@@ -63,8 +63,67 @@ pub fn build_guests(info: &BootInfo, caps: &Caps) -> Result<(Vec<Arc<Guest>>, Es
         }
     };
     log::set_max_level(plan.hypervisor.log.to_level_filter().max(log::max_level()));
+    let refused = check_images(info, &plan);
+    if !refused.is_empty() {
+        for line in &refused {
+            println!("{line}");
+        }
+        return Err(alloc::format!(
+            "{} guest image(s) refused; no guest started",
+            refused.len()
+        ));
+    }
     let guests = build_plan(info, caps, &plan)?;
     Ok((guests, plan.hypervisor.console.escape))
+}
+
+/// Runs every guest's kernel and initrd through the loader against its RAM size, before any
+/// guest gets memory, so one bad image stops the whole manifest and every bad image is named.
+/// Each line says the guest, the file and what is wrong in it.
+fn check_images(info: &BootInfo, plan: &Plan) -> Vec<String> {
+    let mut refused = Vec::new();
+    for g in &plan.guests {
+        let images = image_of(info, &g.kernel).and_then(|k| {
+            let initrd = g.initrd.as_deref().map(|p| image_of(info, p)).transpose()?;
+            Ok((k, initrd))
+        });
+        let (kernel, initrd) = match images {
+            Ok(found) => found,
+            Err(e) => {
+                refused.push(alloc::format!("guest {}: {e}", g.name));
+                continue;
+            }
+        };
+        // The slots setup will fill (disks, nets, console), for the ACPI tables' size.
+        let slot_count = g.disks.len() + g.nets.len() + usize::from(g.console.virtio);
+        let slots: Vec<u32> = (0..slot_count as u32).collect();
+        let req = BootRequest {
+            kernel,
+            format: loader_format(g.format),
+            cmdline: &g.cmdline,
+            initrd,
+            acpi: Some(AcpiConfig {
+                vcpus: g.cpus.len() as u32,
+                virtio_slots: &slots,
+            }),
+        };
+        if let Err(e) = loader::validate(&GuestRamLayout::new(g.memory_bytes), &req) {
+            let (what, path) = match (e, &g.initrd) {
+                (LoadError::InitrdTooLarge { .. }, Some(p)) => ("initrd", p),
+                _ => ("kernel", &g.kernel),
+            };
+            refused.push(alloc::format!("guest {}: {what} {path:?}: {e}", g.name));
+        }
+    }
+    refused
+}
+
+fn loader_format(format: KernelFormat) -> Format {
+    match format {
+        KernelFormat::Auto => Format::Auto,
+        KernelFormat::Elf => Format::Elf,
+        KernelFormat::Linux => Format::Linux,
+    }
 }
 
 fn build_plan(info: &BootInfo, caps: &Caps, plan: &Plan) -> Result<Vec<Arc<Guest>>, String> {
@@ -237,11 +296,7 @@ fn build_guest(
             .to_string();
     }
     let initrd = g.initrd.as_deref().map(|p| image_of(info, p)).transpose()?;
-    let format = match g.format {
-        KernelFormat::Auto => Format::Auto,
-        KernelFormat::Elf => Format::Elf,
-        KernelFormat::Linux => Format::Linux,
-    };
+    let format = loader_format(g.format);
     let vcpus = g.cpus.len() as u32;
     let loader = Box::new(move |ram: &GuestRam| -> Result<EntryState, String> {
         let req = BootRequest {

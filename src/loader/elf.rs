@@ -175,6 +175,7 @@ impl<'a> ElfImage<'a> {
         if segments.is_empty() {
             return Err(LoadError::ElfNoLoadSegments);
         }
+        check_no_overlap(&segments)?;
         Ok(segments)
     }
 
@@ -310,6 +311,35 @@ impl<'a> ElfImage<'a> {
         let notes = self.image.slice(part, offset, len)?;
         find_pvh_note(notes, align, part, offset)
     }
+}
+
+/// Refuses two PT_LOAD segments that share guest memory: the later copy would silently
+/// overwrite (or zero, through its bss) what the earlier one loaded.
+fn check_no_overlap(segments: &[LoadSegment]) -> Result<(), LoadError> {
+    let mut by_start: Vec<&LoadSegment> = segments.iter().collect();
+    by_start.sort_unstable_by_key(|s| (s.dest.start.as_u64(), s.index));
+    // The segment reaching furthest so far: any later start below its end overlaps it.
+    let mut furthest: Option<&LoadSegment> = None;
+    for seg in by_start {
+        if let Some(prev) = furthest {
+            if seg.dest.start.as_u64() < prev.dest.end() {
+                let (first, second) = if prev.index < seg.index {
+                    (prev, seg)
+                } else {
+                    (seg, prev)
+                };
+                return Err(LoadError::SegmentsOverlap {
+                    first: first.index,
+                    second: second.index,
+                    gpa: seg.dest.start,
+                });
+            }
+        }
+        if furthest.is_none_or(|p| seg.dest.end() > p.dest.end()) {
+            furthest = Some(seg);
+        }
+    }
+    Ok(())
 }
 
 fn expect<T: Copy + PartialEq + Into<u64>>(

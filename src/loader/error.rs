@@ -23,6 +23,8 @@ pub enum ImagePart {
     SetupHeader,
     /// The bzImage real-mode setup sectors.
     SetupCode,
+    /// The bzImage protected-mode kernel (after the setup sectors), as long as syssize says.
+    Payload,
 }
 
 impl fmt::Display for ImagePart {
@@ -36,6 +38,7 @@ impl fmt::Display for ImagePart {
             Self::NoteSection(n) => write!(f, "ELF note section {n}"),
             Self::SetupHeader => f.write_str("bzImage setup header"),
             Self::SetupCode => f.write_str("bzImage setup sectors"),
+            Self::Payload => f.write_str("bzImage protected-mode kernel (syssize)"),
         }
     }
 }
@@ -108,6 +111,12 @@ pub enum LoadError {
         size: u64,
         ram_size: u64,
     },
+    /// Two PT_LOAD segments share guest memory, starting at `gpa`.
+    SegmentsOverlap {
+        first: u16,
+        second: u16,
+        gpa: GuestPhysAddr,
+    },
     /// A note's name or descriptor runs past the end of its segment or section.
     MalformedNote { part: ImagePart, offset: u64 },
     /// No `XEN_ELFNOTE_PHYS32_ENTRY` note in any PT_NOTE segment or SHT_NOTE section.
@@ -130,6 +139,11 @@ pub enum LoadError {
     BadKernelAlignment { align: u32 },
     /// The setup sectors leave no protected-mode kernel.
     NoKernelPayload { setup_bytes: u64, image_len: u64 },
+    /// The protected-mode kernel ends before its 64-bit entry point (0x200 into it).
+    NoEntry64 {
+        payload_offset: u64,
+        payload_len: u64,
+    },
     /// The kernel (with its init_size) does not fit in RAM below the device window.
     KernelDoesNotFit {
         gpa: GuestPhysAddr,
@@ -204,6 +218,10 @@ impl fmt::Display for LoadError {
                 "ELF segment {index} at {gpa} size {size:#x} does not fit in {} of guest RAM",
                 Size(ram_size)
             ),
+            Self::SegmentsOverlap { first, second, gpa } => write!(
+                f,
+                "ELF segments {first} and {second} overlap at {gpa}: each needs its own memory"
+            ),
             Self::MalformedNote { part, offset } => write!(
                 f,
                 "{part} has a note at offset {offset:#x} whose name or descriptor runs past \
@@ -245,6 +263,11 @@ impl fmt::Display for LoadError {
                 f,
                 "bzImage setup sectors ({setup_bytes:#x} bytes) leave no kernel in the \
                  {image_len:#x}-byte image"
+            ),
+            Self::NoEntry64 { payload_offset, payload_len } => write!(
+                f,
+                "bzImage protected-mode kernel at offset {payload_offset:#x} is only \
+                 {payload_len:#x} bytes, so its 64-bit entry point (at +0x200) is missing"
             ),
             Self::KernelDoesNotFit { gpa, size, ram_size } => write!(
                 f,

@@ -25,6 +25,7 @@ mod off {
     pub const EXT_CMD_LINE_PTR: usize = 0x0C8;
     pub const E820_ENTRIES: usize = 0x1E8;
     pub const SETUP_SECTS: u64 = 0x1F1;
+    pub const SYSSIZE: u64 = 0x1F4;
     pub const VID_MODE: usize = 0x1FA;
     pub const BOOT_FLAG: u64 = 0x1FE;
     /// Second byte of the jump instruction: the header's length past 0x202.
@@ -57,6 +58,8 @@ const MIN_HEADER_END: u64 = off::INIT_SIZE + 4;
 const BOOT_PARAMS_HEADER_END: u64 = 0x290;
 const BOOT_PARAMS_SIZE: usize = 4096;
 const SECTOR_BYTES: u64 = 512;
+/// syssize counts the protected-mode kernel in 16-byte paragraphs (boot.rst, protocol 2.04+).
+const SYSSIZE_UNIT: u64 = 16;
 /// boot.rst: "If this field is 0, the real value is 4."
 const DEFAULT_SETUP_SECTS: u64 = 4;
 const XLF_KERNEL_64: u16 = 1 << 0;
@@ -126,6 +129,18 @@ fn parse_header(image: &Image<'_>) -> Result<SetupHeader, LoadError> {
             image_len: image.len(),
         });
     }
+    // A file cut short still has a header, but fewer kernel bytes than the header promises.
+    // Zero means the builder did not say; Linux's own build always fills it in.
+    let syssize_bytes = u64::from(image.u32(part, off::SYSSIZE)?) * SYSSIZE_UNIT;
+    let payload_len = image.len() - setup_bytes;
+    if syssize_bytes > payload_len.next_multiple_of(SYSSIZE_UNIT) {
+        return Err(LoadError::Truncated {
+            part: ImagePart::Payload,
+            offset: setup_bytes,
+            len: syssize_bytes,
+            image_len: image.len(),
+        });
+    }
     let is_relocatable = image.u8(part, off::RELOCATABLE_KERNEL)? != 0;
     let kernel_alignment = image.u32(part, off::KERNEL_ALIGNMENT)?;
     if is_relocatable && !kernel_alignment.is_power_of_two() {
@@ -188,6 +203,12 @@ pub(crate) fn load(
         image.len() - hdr.setup_bytes,
     )?;
     let payload_len = payload.len() as u64;
+    if payload_len <= ENTRY_64_OFFSET {
+        return Err(LoadError::NoEntry64 {
+            payload_offset: hdr.setup_bytes,
+            payload_len,
+        });
+    }
     // init_size covers the decompressor's whole footprint; never less than what we copy.
     let need = u64::from(hdr.init_size)
         .max(payload_len)

@@ -10,10 +10,12 @@
 
 pub mod acpi;
 mod boot_data;
+mod check;
 mod cpu;
 mod elf;
 mod error;
 pub mod firmware;
+pub mod fuzzing;
 mod image;
 pub mod layout;
 mod linux;
@@ -28,6 +30,7 @@ use crate::virt::EntryState;
 
 pub use acpi::{AcpiConfig, AcpiError};
 pub use boot_data::CMDLINE_MAX_LEN;
+pub use check::{validate, SparseMemory};
 pub use cpu::{BOOT_CS, BOOT_DS, BOOT_TSS, IDENTITY_MAP_END};
 pub use error::{ImagePart, LoadError, Size};
 pub use layout::{GuestRamLayout, GuestRange, MemKind, MemRegion};

@@ -7,6 +7,8 @@ mod bochs;
 mod cargo;
 mod check;
 mod commands;
+mod fuzz;
+mod fuzz_report;
 mod hostile_report;
 mod iso;
 mod linux;
@@ -46,6 +48,8 @@ commands:
                              target/bench/report.md, report.json, chart.png (docs/BENCHMARKS.md)
   check FILE [--cpus N] [--ram SIZE] [--skip-modules]
                              validate a manifest as the hypervisor would (see docs/MANIFEST.md)
+  fuzz  [--minutes N | --seconds N] [--target T] [--list]
+                             run each cargo-fuzz target in fuzz/ for N minutes (default 1)
 
 SIZE is a number with an optional K/M/G suffix (default MiB), e.g. 128M or 2G.
 The manifest defaults to tests/manifests/default.toml; the command line to `log=info`.
@@ -71,6 +75,7 @@ fn main() -> ExitCode {
         "check" => check::check(argv),
         "linux" => linux::linux(argv),
         "bench" => bench::bench(argv),
+        "fuzz" => fuzz::fuzz(argv),
         other => Err(format!("unknown command `{other}`\n\n{USAGE}")),
     };
     match result {

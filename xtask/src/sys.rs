@@ -17,6 +17,8 @@ pub enum Need {
     Gdb,
     /// A TrueType font for the text in `cargo xtask bench`'s chart.
     Font,
+    /// A C++ compiler, for libFuzzer (built by cargo-fuzz's `libfuzzer-sys`).
+    Cxx,
 }
 
 /// How to tell that something is installed.
@@ -114,6 +116,11 @@ const FONT_FILES: &[Requirement] = &[Requirement {
     packages: &["fonts-dejavu-core"],
 }];
 
+const CXX: &[Requirement] = &[Requirement {
+    probe: Probe::Command("c++"),
+    packages: &["g++"],
+}];
+
 fn requirements(need: Need) -> &'static [Requirement] {
     match need {
         Need::Iso => ISO,
@@ -122,6 +129,7 @@ fn requirements(need: Need) -> &'static [Requirement] {
         Need::Bochs => BOCHS,
         Need::Gdb => GDB,
         Need::Font => FONT_FILES,
+        Need::Cxx => CXX,
     }
 }
 

@@ -201,6 +201,9 @@ impl BzImage {
         let setup_bytes = (usize::from(sects) + 1) * 512;
         let mut out = vec![0u8; setup_bytes];
         out[0x1F1] = self.setup_sects;
+        // syssize: the payload in 16-byte paragraphs, rounded up as Linux's build does.
+        let syssize = self.payload.len().div_ceil(16) as u32;
+        out[0x1F4..0x1F8].copy_from_slice(&syssize.to_le_bytes());
         out[0x1FE..0x200].copy_from_slice(&self.boot_flag.to_le_bytes());
         out[0x200] = 0xEB;
         out[0x201] = self.header_len;

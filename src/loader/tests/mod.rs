@@ -2,6 +2,7 @@
 
 mod acpi;
 mod aml_walker;
+mod bad_images;
 mod builders;
 mod linux;
 mod pvh;
