@@ -5,8 +5,9 @@
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
 
+use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::rdtsc;
-use guest_virtio::window::{reg, Window, DEVICE_BLK};
+use guest_virtio::window::{self, reg, FindError, Window, DEVICE_BLK, DEVICE_NET};
 
 /// Device status bits (virtio 1.2 §2.1).
 pub(crate) const ACKNOWLEDGE: u32 = 1;
@@ -36,6 +37,12 @@ const BLK_QUEUE: u16 = 0;
 const NET_TX_QUEUE: u16 = 1;
 /// How long a reset may take to read back 0.
 const RESET_TIMEOUT_MS: u64 = 100;
+
+/// The window to drive: `virtio=` or a scan, a blk device when there is one (its status byte
+/// gives the strongest checks), else a net device.
+pub(crate) fn find_window<'a>(args: &Cmdline<'a>) -> Result<Window, FindError<'a>> {
+    window::find(args, DEVICE_BLK).or_else(|_| window::find(args, DEVICE_NET))
+}
 
 /// Guest memory the driver uses, all page-aligned, from the DMA pool.
 #[derive(Clone, Copy, Debug)]
