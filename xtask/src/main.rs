@@ -9,6 +9,7 @@ mod check;
 mod commands;
 mod hostile_report;
 mod iso;
+mod le;
 mod linux;
 mod machine;
 mod pack;
