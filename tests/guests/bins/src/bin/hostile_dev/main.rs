@@ -108,18 +108,7 @@ fn main(info: &'static StartInfo) -> ! {
     let seed = number(&args, "seed", DEFAULT_SEED);
     let iterations = number(&args, "iterations", DEFAULT_ITERATIONS);
     let w = dev::find_window(&args).unwrap_or_else(|err| fail_setup(err));
-    let data = alloc(2 * PAGE);
-    let mem = Mem {
-        desc: alloc(PAGE),
-        avail: alloc(PAGE),
-        used: alloc(PAGE),
-        header: alloc(PAGE),
-        data,
-        data_bytes: PAGE,
-        guard: data + PAGE,
-        tables: alloc(PAGE),
-        tables_bytes: PAGE,
-    };
+    let mem = Mem::alloc(PAGE, PAGE);
     let mut setup = Setup {
         own_windows: [0; regs::VIRTIO_SLOTS as usize],
         own_count: 0,

@@ -27,7 +27,7 @@ mod dev;
 mod targets;
 
 use guest_rt::canary::Canaries;
-use guest_rt::setup::{alloc, fail_setup, number};
+use guest_rt::setup::{fail_setup, number};
 use guest_rt::{dma, println, time, Checks, StartInfo};
 use guest_virtio::window::{BULKHEAD, DEVICE_BLK, DEVICE_NET};
 
@@ -47,18 +47,7 @@ const LEAK_WAIT_MS: u64 = 50;
 
 /// Driver memory: rings, a header page, one data page and the canary page right after it.
 fn driver_mem() -> Mem {
-    let data = alloc(2 * PAGE);
-    Mem {
-        desc: alloc(PAGE),
-        avail: alloc(PAGE),
-        used: alloc(PAGE),
-        header: alloc(PAGE),
-        data,
-        data_bytes: PAGE,
-        guard: data + PAGE,
-        tables: alloc(PAGE),
-        tables_bytes: PAGE,
-    }
+    Mem::alloc(PAGE, PAGE)
 }
 
 /// The guest's devices: a disk and two ports on one switch (receive on `rx`, send on `tx`).

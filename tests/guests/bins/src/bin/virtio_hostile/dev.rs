@@ -7,6 +7,8 @@ use core::sync::atomic::{fence, Ordering};
 
 use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::rdtsc;
+use guest_rt::dma::PAGE_BYTES;
+use guest_rt::setup::alloc;
 use guest_virtio::window::{self, reg, FindError, Window, DEVICE_BLK, DEVICE_NET};
 
 /// Device status bits (virtio 1.2 §2.1).
@@ -60,6 +62,25 @@ pub(crate) struct Mem {
     /// Room for indirect tables.
     pub tables: u64,
     pub tables_bytes: u64,
+}
+
+impl Mem {
+    /// Takes it from the DMA pool (an exhausted pool fails the guest): a page for each ring
+    /// and the header, `data_bytes` of data with its guard page, `tables_bytes` of tables.
+    pub(crate) fn alloc(data_bytes: u64, tables_bytes: u64) -> Self {
+        let data = alloc(data_bytes + PAGE_BYTES);
+        Self {
+            desc: alloc(PAGE_BYTES),
+            avail: alloc(PAGE_BYTES),
+            used: alloc(PAGE_BYTES),
+            header: alloc(PAGE_BYTES),
+            data,
+            data_bytes,
+            guard: data + data_bytes,
+            tables: alloc(tables_bytes),
+            tables_bytes,
+        }
+    }
 }
 
 /// What the device did after a submission.

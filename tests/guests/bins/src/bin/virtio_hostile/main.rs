@@ -20,7 +20,7 @@ mod dev;
 
 use guest_rt::canary::Canaries;
 use guest_rt::cpu::is_bulkhead;
-use guest_rt::setup::{alloc, fail_setup, number};
+use guest_rt::setup::{fail_setup, number};
 use guest_rt::{dma, println, time, Checks, StartInfo};
 
 use crate::cases::{Attempt, Env, CASES};
@@ -65,18 +65,7 @@ fn main(info: &'static StartInfo) -> ! {
             w.version()
         ));
     }
-    let data = alloc(DATA_BYTES + PAGE);
-    let mem = Mem {
-        desc: alloc(PAGE),
-        avail: alloc(PAGE),
-        used: alloc(PAGE),
-        header: alloc(PAGE),
-        data,
-        data_bytes: DATA_BYTES,
-        guard: data + DATA_BYTES,
-        tables: alloc(TABLES_BYTES),
-        tables_bytes: TABLES_BYTES,
-    };
+    let mem = Mem::alloc(DATA_BYTES, TABLES_BYTES);
     if dma::left_bytes() < PAGE || pool_end - PAGE < pool_start {
         fail_setup("no room for the end-of-RAM canary page");
     }
