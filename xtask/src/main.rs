@@ -11,6 +11,7 @@ mod fuzz;
 mod fuzz_report;
 mod hostile_report;
 mod iso;
+mod le;
 mod linux;
 mod machine;
 mod pack;

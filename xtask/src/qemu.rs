@@ -1,4 +1,5 @@
-//! QEMU command lines for a machine booting an ISO.
+//! QEMU command lines: a machine booting an ISO (the hypervisor), or QEMU booting a Linux
+//! kernel itself (the benchmarks' baseline without the hypervisor).
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,45 @@ pub enum Serial<'a> {
     File(&'a Path),
     /// Serial on QEMU's stdin/stdout (pipes the runner reads and types into); no monitor.
     Pipes,
+}
+
+/// A Linux kernel and initramfs that QEMU boots itself, with no hypervisor under them.
+pub struct DirectLinux<'a> {
+    pub kernel: &'a Path,
+    pub initrd: &'a Path,
+    pub cmdline: &'a str,
+    pub mem_mib: u32,
+    pub serial_log: &'a Path,
+}
+
+/// QEMU's arguments for a [`DirectLinux`] boot under TCG (what the hypervisor's scenarios get
+/// too): one CPU, no display or monitor, COM1 to the log, and no reboot, so a kernel that
+/// powers off or panics ends QEMU. The machine type is QEMU's default unless the caller adds
+/// `-M`.
+pub fn direct_linux_args(boot: &DirectLinux) -> Vec<String> {
+    let words = [
+        "-accel",
+        "tcg",
+        "-cpu",
+        "max",
+        "-smp",
+        "1",
+        "-display",
+        "none",
+        "-no-reboot",
+        "-monitor",
+        "none",
+    ];
+    let mut args: Vec<String> = words.iter().map(|w| w.to_string()).collect();
+    args.extend(["-m".into(), boot.mem_mib.to_string()]);
+    args.extend([
+        "-serial".into(),
+        format!("file:{}", boot.serial_log.display()),
+    ]);
+    args.extend(["-kernel".into(), boot.kernel.display().to_string()]);
+    args.extend(["-initrd".into(), boot.initrd.display().to_string()]);
+    args.extend(["-append".into(), boot.cmdline.to_owned()]);
+    args
 }
 
 /// One QEMU boot.

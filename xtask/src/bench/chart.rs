@@ -2,9 +2,12 @@
 //! log scale around 1 (right). Text is drawn with ab_glyph from a TrueType file, so nothing
 //! depends on the system's font configuration.
 
+use std::ops::Range;
 use std::path::Path;
 
-use plotters::coord::ranged1d::SegmentValue;
+use plotters::coord::ranged1d::{SegmentValue, SegmentedCoord};
+use plotters::coord::types::RangedCoordusize;
+use plotters::coord::Shift;
 use plotters::prelude::*;
 
 use super::report::Report;
@@ -43,35 +46,63 @@ fn label_at(labels: &[String], v: &SegmentValue<usize>) -> String {
     }
 }
 
-fn exits<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
-    report: &Report,
-) -> Result<(), String> {
+/// A chart of horizontal bars, one per label, along a log-scale x axis.
+type BarChart<'a, DB> =
+    ChartContext<'a, DB, Cartesian2d<LogCoord<f64>, SegmentedCoord<RangedCoordusize>>>;
+
+/// How a bar chart's axes look.
+struct Axes {
+    x: Range<f64>,
+    x_desc: &'static str,
+    /// Pixels kept left of the plot for the bar labels.
+    label_width: u32,
+    label_px: u32,
+}
+
+/// Both charts are horizontal bars on a log scale: the chart with its caption, mesh and bar
+/// labels drawn, ready for the bars.
+fn bar_chart<'a, DB: DrawingBackend>(
+    area: &'a DrawingArea<DB, Shift>,
+    caption: &str,
+    axes: Axes,
+    labels: &[String],
+) -> Result<BarChart<'a, DB>, String> {
+    let n = labels.len().max(1);
+    let mut chart = ChartBuilder::on(area)
+        .caption(caption, (FONT, 22))
+        .margin(20)
+        .x_label_area_size(40)
+        .y_label_area_size(axes.label_width)
+        .build_cartesian_2d(axes.x.log_scale(), (0..n - 1).into_segmented())
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .disable_y_mesh()
+        .y_labels(n)
+        .y_label_formatter(&|v| label_at(labels, v))
+        .x_desc(axes.x_desc)
+        .label_style((FONT, axes.label_px))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
+fn exits<DB: DrawingBackend>(area: &DrawingArea<DB, Shift>, report: &Report) -> Result<(), String> {
     let reasons: Vec<_> = report.boot_exits.iter().take(10).collect();
     let labels: Vec<String> = reasons.iter().map(|e| e.reason.clone()).collect();
-    let n = reasons.len().max(1);
     // Log scale: one reason (port I/O) dwarfs the others by two orders of magnitude.
     let top = reasons.iter().map(|e| e.per_boot.max).fold(10.0, f64::max) * 4.0;
     let caption = match report.boot_exit_total {
         Some(t) => format!("Exits per Linux boot by reason (total {:.0})", t.median),
         None => "Exits per Linux boot (not measured)".to_owned(),
     };
-    let mut chart = ChartBuilder::on(area)
-        .caption(caption, (FONT, 22))
-        .margin(20)
-        .x_label_area_size(40)
-        .y_label_area_size(110)
-        .build_cartesian_2d((1f64..top).log_scale(), (0..n - 1).into_segmented())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n)
-        .y_label_formatter(&|v| label_at(&labels, v))
-        .x_desc("exits (log scale; median over runs; red: min–max)")
-        .label_style((FONT, 15))
-        .draw()
-        .map_err(err)?;
+    let axes = Axes {
+        x: 1.0..top,
+        x_desc: "exits (log scale; median over runs; red: min–max)",
+        label_width: 110,
+        label_px: 15,
+    };
+    let mut chart = bar_chart(area, &caption, axes, &labels)?;
     for (i, e) in reasons.iter().enumerate() {
         let mut bar = Rectangle::new(
             [
@@ -102,7 +133,7 @@ fn exits<DB: DrawingBackend>(
 }
 
 fn ratios<DB: DrawingBackend>(
-    area: &DrawingArea<DB, plotters::coord::Shift>,
+    area: &DrawingArea<DB, Shift>,
     report: &Report,
 ) -> Result<(), String> {
     let rows: Vec<_> = report.rows.iter().filter(|r| r.ratio.is_some()).collect();
@@ -110,27 +141,15 @@ fn ratios<DB: DrawingBackend>(
         .iter()
         .map(|r| format!("{}: {} ({})", r.bench, r.figure, r.compares))
         .collect();
-    let n = rows.len().max(1);
     let clamp = |x: f64| x.clamp(RATIO_RANGE.start, RATIO_RANGE.end);
-    let mut chart = ChartBuilder::on(area)
-        .caption(
-            "Ratios against the peer of the same run (median, min–max)",
-            (FONT, 22),
-        )
-        .margin(20)
-        .x_label_area_size(40)
-        .y_label_area_size(400)
-        .build_cartesian_2d(RATIO_RANGE.log_scale(), (0..n - 1).into_segmented())
-        .map_err(err)?;
-    chart
-        .configure_mesh()
-        .disable_y_mesh()
-        .y_labels(n)
-        .y_label_formatter(&|v| label_at(&labels, v))
-        .x_desc("ratio (log scale; 1 = same as the peer)")
-        .label_style((FONT, 14))
-        .draw()
-        .map_err(err)?;
+    let axes = Axes {
+        x: RATIO_RANGE,
+        x_desc: "ratio (log scale; 1 = same as the peer)",
+        label_width: 400,
+        label_px: 14,
+    };
+    let caption = "Ratios against the peer of the same run (median, min–max)";
+    let mut chart = bar_chart(area, caption, axes, &labels)?;
     chart
         .draw_series([PathElement::new(
             vec![(1.0, SegmentValue::Exact(0)), (1.0, SegmentValue::Last)],

@@ -2,6 +2,8 @@
 //! (text and data) and in memory (plus .bss, which holds the heap). Debug info is not loaded,
 //! so the ELF file's own size says little.
 
+use crate::le::{u16_at, u32_at, u64_at};
+
 /// ELF64 header fields (System V ABI, "ELF Header").
 const E_PHOFF: usize = 0x20;
 const E_PHENTSIZE: usize = 0x36;
@@ -13,18 +15,6 @@ const P_MEMSZ: usize = 0x28;
 const PT_LOAD: u32 = 1;
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 const ELFCLASS64: u8 = 2;
-
-fn u16_at(b: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(b.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(b: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn u64_at(b: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(b.get(at..at + 8)?.try_into().ok()?))
-}
 
 /// (file bytes, memory bytes) of the loadable segments; `None` for anything not ELF64.
 pub fn load_size(elf: &[u8]) -> Option<(u64, u64)> {

@@ -340,6 +340,21 @@ pub fn table(report: &Report) -> String {
     out
 }
 
+/// One Markdown table row per reason (or port): median per boot, spread and share; the exit
+/// and port tables share these columns.
+fn push_exit_rows(md: &mut String, exits: &[ExitReason]) {
+    for e in exits {
+        md.push_str(&format!(
+            "| {} | {:.0} | {:.0}–{:.0} | {:.1}% |\n",
+            e.reason,
+            e.per_boot.median,
+            e.per_boot.min,
+            e.per_boot.max,
+            e.share * 100.0
+        ));
+    }
+}
+
 fn kib(v: u64) -> String {
     if v >= 10 << 10 {
         format!("{:.1} MiB", v as f64 / 1024.0)
@@ -381,16 +396,7 @@ pub fn markdown(report: &Report) -> String {
                 .net_exit_total
                 .map_or("-".into(), |s| format!("{:.0}", s.median)),
         ));
-        for e in &report.boot_exits {
-            md.push_str(&format!(
-                "| {} | {:.0} | {:.0}–{:.0} | {:.1}% |\n",
-                e.reason,
-                e.per_boot.median,
-                e.per_boot.min,
-                e.per_boot.max,
-                e.share * 100.0
-            ));
-        }
+        push_exit_rows(&mut md, &report.boot_exits);
     } else {
         md.push_str("Not measured.\n");
     }
@@ -400,16 +406,7 @@ pub fn markdown(report: &Report) -> String {
              the rest):\n\n| port | per boot (median) | min–max | share of port I/O |\n\
              |---|---|---|---|\n",
         );
-        for e in &report.boot_ports {
-            md.push_str(&format!(
-                "| {} | {:.0} | {:.0}–{:.0} | {:.1}% |\n",
-                e.reason,
-                e.per_boot.median,
-                e.per_boot.min,
-                e.per_boot.max,
-                e.share * 100.0
-            ));
-        }
+        push_exit_rows(&mut md, &report.boot_ports);
     }
     md.push_str("\n## Footprint\n\n");
     if let (Some(f), Some(m)) = (report.image_file_bytes, report.image_mem_bytes) {

@@ -7,9 +7,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::bochs;
 use crate::linux::bench::Watch;
 use crate::machine::{Accel, Cpu, Emulator, Firmware, Machine};
-use crate::{bochs, qemu};
+use crate::qemu::{self, DirectLinux};
 
 const POLL: Duration = Duration::from_millis(20);
 
@@ -175,29 +176,14 @@ fn cpu_mhz_khz(cpuinfo: &str) -> Option<u64> {
 
 /// QEMU's arguments for a plain boot.
 pub fn plain_args(boot: &PlainBoot) -> Vec<String> {
-    let mut a: Vec<String> = [
-        "-M",
-        "microvm",
-        "-accel",
-        "tcg",
-        "-cpu",
-        "max",
-        "-smp",
-        "1",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-monitor",
-        "none",
-    ]
-    .iter()
-    .map(|w| w.to_string())
-    .collect();
-    a.extend(["-m".into(), boot.mem_mib.to_string()]);
-    a.extend(["-serial".into(), format!("file:{}", boot.log.display())]);
-    a.extend(["-kernel".into(), boot.kernel.display().to_string()]);
-    a.extend(["-initrd".into(), boot.initrd.display().to_string()]);
-    a.extend(["-append".into(), boot.cmdline.to_owned()]);
+    let mut a = vec!["-M".to_owned(), "microvm".to_owned()];
+    a.extend(qemu::direct_linux_args(&DirectLinux {
+        kernel: boot.kernel,
+        initrd: boot.initrd,
+        cmdline: boot.cmdline,
+        mem_mib: boot.mem_mib,
+        serial_log: boot.log,
+    }));
     if let Some(disk) = boot.disk {
         a.push("-drive".into());
         a.push(format!(

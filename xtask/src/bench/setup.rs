@@ -84,6 +84,19 @@ fn heartbeat() -> String {
     )
 }
 
+/// A noisy-neighbour manifest: heartbeat beside an exitbench neighbour that exits as fast as it
+/// can, or that keeps as busy without exiting (`is_quiet`), so the two differ only in exits.
+fn noisy(is_quiet: bool) -> String {
+    let extra = if is_quiet { " quiet" } else { "" };
+    let neighbour = test_guest(
+        "neighbour",
+        "exitbench",
+        2,
+        &format!("hammer_ms={NEIGHBOUR_MS}{extra}"),
+    );
+    format!("{}\n{neighbour}", heartbeat())
+}
+
 /// The blk guest's bench words, the same under Bulkhead and in plain QEMU.
 pub fn blk_cmdline() -> String {
     format!("bench.mode=blk bench.mib={BLK_MIB} bench.passes={BLK_PASSES}")
@@ -152,32 +165,8 @@ pub fn manifests(runs: usize) -> Vec<(&'static str, String)> {
             ),
         ),
         ("noisy-alone.toml", heartbeat()),
-        (
-            "noisy-quiet.toml",
-            format!(
-                "{}\n{}",
-                heartbeat(),
-                test_guest(
-                    "neighbour",
-                    "exitbench",
-                    2,
-                    &format!("hammer_ms={NEIGHBOUR_MS} quiet")
-                )
-            ),
-        ),
-        (
-            "noisy-hammer.toml",
-            format!(
-                "{}\n{}",
-                heartbeat(),
-                test_guest(
-                    "neighbour",
-                    "exitbench",
-                    2,
-                    &format!("hammer_ms={NEIGHBOUR_MS}")
-                )
-            ),
-        ),
+        ("noisy-quiet.toml", noisy(true)),
+        ("noisy-hammer.toml", noisy(false)),
     ]
     .into_iter()
     .map(|(name, body)| (name, format!("{head}{body}")))

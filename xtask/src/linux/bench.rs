@@ -13,6 +13,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use super::Artifacts;
+use crate::qemu::{self, DirectLinux};
 
 /// The line `/init` prints first, followed by the uptime in seconds.
 pub const MARKER: &str = "LINUX USERSPACE up ";
@@ -26,7 +27,7 @@ pub const TIMED_GUEST: &str = "linux";
 const POLL: Duration = Duration::from_millis(20);
 /// A plain QEMU boot that takes longer than this has hung.
 const PLAIN_TIMEOUT: Duration = Duration::from_secs(120);
-const PLAIN_MEM: &str = "256M";
+const PLAIN_MEM_MIB: u32 = 256;
 
 /// When userspace started.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -168,31 +169,13 @@ impl CaseWatches {
 /// QEMU's arguments for booting the artifacts directly (no hypervisor, no devices: `/init`
 /// finds no disk or net, runs no test and powers off).
 pub fn plain_qemu_args(artifacts: &Artifacts, serial_log: &Path) -> Vec<String> {
-    let words = [
-        "-accel",
-        "tcg",
-        "-cpu",
-        "max",
-        "-m",
-        PLAIN_MEM,
-        "-smp",
-        "1",
-        "-display",
-        "none",
-        "-no-reboot",
-        "-monitor",
-        "none",
-    ];
-    let mut args: Vec<String> = words.iter().map(|w| w.to_string()).collect();
-    args.push("-serial".into());
-    args.push(format!("file:{}", serial_log.display()));
-    args.push("-kernel".into());
-    args.push(artifacts.vmlinuz.display().to_string());
-    args.push("-initrd".into());
-    args.push(artifacts.initrd.display().to_string());
-    args.push("-append".into());
-    args.push(format!("{BASE_CMDLINE} bulkhead.test=none"));
-    args
+    qemu::direct_linux_args(&DirectLinux {
+        kernel: &artifacts.vmlinuz,
+        initrd: &artifacts.initrd,
+        cmdline: &format!("{BASE_CMDLINE} bulkhead.test=none"),
+        mem_mib: PLAIN_MEM_MIB,
+        serial_log,
+    })
 }
 
 /// Boots the kernel and initramfs in plain QEMU and times userspace.

@@ -5,6 +5,7 @@
 use std::io::Read;
 
 use super::modules::XZ_MAGIC;
+use crate::le::{u16_at, u32_at};
 
 /// Setup header offsets in the bzImage file (boot.rst, "The Real-Mode Kernel Header").
 const SETUP_SECTS: usize = 0x1F1;
@@ -22,14 +23,6 @@ const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
 /// Magics of the other payload formats, named in the error for a kernel built with them.
 const GZIP_MAGIC: &[u8; 2] = b"\x1f\x8b";
 const ZSTD_MAGIC: &[u8; 4] = b"\x28\xb5\x2f\xfd";
-
-fn u16_at(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn u32_at(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
 
 /// The compressed kernel inside a bzImage.
 pub fn payload(bz: &[u8]) -> Result<&[u8], String> {

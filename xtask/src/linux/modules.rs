@@ -5,6 +5,8 @@
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
+use crate::le::{u16_at, u32_at, u64_at};
+
 /// ELF identification and the ELF64 section header fields read here (System V ABI, "ELF
 /// Header" and "Sections"; x86-64 modules are little-endian ELF64).
 const ELF_MAGIC: &[u8; 4] = b"\x7fELF";
@@ -79,36 +81,24 @@ pub fn index(modules_dir: &Path) -> Result<HashMap<String, Module>, String> {
     Ok(found)
 }
 
-fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
-    Some(u16::from_le_bytes(bytes.get(at..at + 2)?.try_into().ok()?))
-}
-
-fn read_u32(bytes: &[u8], at: usize) -> Option<u32> {
-    Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
-}
-
-fn read_u64(bytes: &[u8], at: usize) -> Option<u64> {
-    Some(u64::from_le_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
-}
-
 /// The bytes of the ELF64 section called `wanted`, if the file has one.
 fn section<'a>(elf: &'a [u8], wanted: &str) -> Result<Option<&'a [u8]>, String> {
     if elf.get(..4) != Some(ELF_MAGIC.as_slice()) || elf.get(EI_CLASS) != Some(&ELFCLASS64) {
         return Err("not an ELF64 file".into());
     }
     let bad = || "truncated or inconsistent ELF section headers".to_owned();
-    let shoff = usize::try_from(read_u64(elf, E_SHOFF).ok_or_else(bad)?).map_err(|_| bad())?;
-    let entsize = usize::from(read_u16(elf, E_SHENTSIZE).ok_or_else(bad)?);
-    let count = usize::from(read_u16(elf, E_SHNUM).ok_or_else(bad)?);
-    let strndx = usize::from(read_u16(elf, E_SHSTRNDX).ok_or_else(bad)?);
+    let shoff = usize::try_from(u64_at(elf, E_SHOFF).ok_or_else(bad)?).map_err(|_| bad())?;
+    let entsize = usize::from(u16_at(elf, E_SHENTSIZE).ok_or_else(bad)?);
+    let count = usize::from(u16_at(elf, E_SHNUM).ok_or_else(bad)?);
+    let strndx = usize::from(u16_at(elf, E_SHSTRNDX).ok_or_else(bad)?);
     let header = |i: usize| -> Result<(u32, &'a [u8]), String> {
         let at = i
             .checked_mul(entsize)
             .and_then(|o| o.checked_add(shoff))
             .ok_or_else(bad)?;
-        let name = read_u32(elf, at + SH_NAME).ok_or_else(bad)?;
-        let offset = read_u64(elf, at + SH_OFFSET).ok_or_else(bad)?;
-        let size = read_u64(elf, at + SH_SIZE).ok_or_else(bad)?;
+        let name = u32_at(elf, at + SH_NAME).ok_or_else(bad)?;
+        let offset = u64_at(elf, at + SH_OFFSET).ok_or_else(bad)?;
+        let size = u64_at(elf, at + SH_SIZE).ok_or_else(bad)?;
         let start = usize::try_from(offset).map_err(|_| bad())?;
         let end = usize::try_from(offset.checked_add(size).ok_or_else(bad)?).map_err(|_| bad())?;
         Ok((name, elf.get(start..end).ok_or_else(bad)?))

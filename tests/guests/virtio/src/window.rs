@@ -80,6 +80,37 @@ pub const MICROVM: Layout = Layout {
 
 /// Windows must lie in the MMIO hole the boot stub maps uncacheable, never over RAM.
 const HOLE: core::ops::Range<u64> = guest_rt::boot::MMIO_HOLE_START..(1 << 32);
+/// Alignment of a window (QEMU's transports are this far apart).
+const WINDOW_ALIGN: u64 = 0x200;
+
+/// Whether a window at `base` lies wholly in the MMIO hole, aligned.
+fn is_in_hole(base: u64) -> bool {
+    let end = base.checked_add(WINDOW_BYTES as u64);
+    HOLE.contains(&base) && end.is_some_and(|e| e <= HOLE.end) && base.is_multiple_of(WINDOW_ALIGN)
+}
+
+impl Layout {
+    /// Every slot's window, with or without a device behind it, in slot order. Slots outside
+    /// the MMIO hole are skipped, so no layout can aim a probe at RAM.
+    pub fn windows(self) -> impl Iterator<Item = Window> {
+        (0..self.slots).filter_map(move |slot| {
+            let base = self.base.checked_add(slot.checked_mul(self.stride)?)?;
+            let gsi = u32::try_from(slot)
+                .ok()
+                .and_then(|s| self.gsi_base.checked_add(s));
+            // SAFETY: the window lies in the uncacheable MMIO hole (checked first), never over
+            // RAM; probing an empty slot reads all-ones (Bulkhead's unbacked space) or zeros
+            // (QEMU's), and probing writes nothing.
+            is_in_hole(base).then(|| unsafe { Window::new(base, gsi) })
+        })
+    }
+
+    /// The windows with a device of type `device_id` behind them, in slot order.
+    pub fn devices(self, device_id: u32) -> impl Iterator<Item = Window> {
+        self.windows()
+            .filter(move |w| w.is_present() && w.device_id() == device_id)
+    }
+}
 
 /// Why no window was found.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -200,8 +231,7 @@ fn parse_word(word: &str) -> Result<Window, FindError<'_>> {
         ),
         None => default_gsi(base),
     };
-    let end = base.checked_add(WINDOW_BYTES as u64);
-    if !HOLE.contains(&base) || end.is_none_or(|e| e > HOLE.end) || base % 0x200 != 0 {
+    if !is_in_hole(base) {
         return Err(FindError::OutsideHole { base });
     }
     // SAFETY: the window lies in the uncacheable MMIO hole (checked above), never over RAM.
@@ -224,16 +254,8 @@ pub fn find<'a>(args: &Cmdline<'a>, device_id: u32) -> Result<Window, FindError<
     if listed {
         return Err(FindError::NotFound { device_id });
     }
-    for layout in [BULKHEAD, MICROVM] {
-        for slot in 0..layout.slots {
-            let base = layout.base + slot * layout.stride;
-            // SAFETY: both layouts lie in the MMIO hole; probing an empty slot reads all-ones
-            // (Bulkhead's unbacked space) or zeros (QEMU's), and probing writes nothing.
-            let window = unsafe { Window::new(base, Some(layout.gsi_base + slot as u32)) };
-            if window.is_present() && window.device_id() == device_id {
-                return Ok(window);
-            }
-        }
-    }
-    Err(FindError::NotFound { device_id })
+    [BULKHEAD, MICROVM]
+        .into_iter()
+        .find_map(|layout| layout.devices(device_id).next())
+        .ok_or(FindError::NotFound { device_id })
 }

@@ -16,7 +16,9 @@ use guest_rt::apic::{self, Mode};
 use guest_rt::cpu::{cli, inb, outb, sti_hlt};
 use guest_rt::idt::ExceptionFrame;
 use guest_rt::ioapic::{IoApic, Polarity, Route, Trigger, DEFAULT_BASE};
-use guest_rt::{exit, irq, println, Checks, StartInfo};
+use guest_rt::line::LineEcho;
+use guest_rt::setup::fail_setup;
+use guest_rt::{irq, println, Checks, StartInfo};
 
 guest_rt::guest!("echo", main);
 
@@ -30,19 +32,12 @@ const LSR_DATA_READY: u8 = 1 << 0;
 /// COM1's ISA interrupt, I/O APIC pin 4.
 const COM1_GSI: u32 = 4;
 const UART_VECTOR: u8 = 0x44;
-/// Longest line kept; the rest of a longer line is dropped.
-const MAX_LINE: usize = 200;
 /// Bytes the interrupt handler can hold until the main loop takes them.
 const RING: usize = 256;
 
 static RING_BYTES: [AtomicU8; RING] = [const { AtomicU8::new(0) }; RING];
 static RING_HEAD: AtomicU32 = AtomicU32::new(0);
 static RING_TAIL: AtomicU32 = AtomicU32::new(0);
-
-fn fail(why: impl core::fmt::Display) -> ! {
-    println!("FAIL echo: {why}");
-    exit(1)
-}
 
 fn read_uart() -> Option<u8> {
     // SAFETY: COM1's status and data registers belong to this guest's (emulated) UART.
@@ -74,10 +69,10 @@ fn from_ring() -> Option<u8> {
 
 fn route_interrupt() {
     if let Err(e) = apic::enable(Mode::XApic) {
-        fail(e);
+        fail_setup(e);
     }
     if let Err(e) = irq::set_handler(UART_VECTOR, on_uart_interrupt) {
-        fail(e);
+        fail_setup(e);
     }
     // SAFETY: the first I/O APIC's window is in the MMIO hole and only this guest programs it.
     let ioapic = unsafe { IoApic::new(DEFAULT_BASE) };
@@ -89,7 +84,7 @@ fn route_interrupt() {
         is_masked: false,
     };
     if let Err(e) = ioapic.set_route(COM1_GSI, route) {
-        fail(e);
+        fail_setup(e);
     }
     // SAFETY: enabling COM1's receive interrupt only affects this guest's UART.
     unsafe { outb(COM1 + REG_IER, IER_RX_AVAILABLE) };
@@ -115,7 +110,7 @@ fn next_byte(use_irq: bool) -> u8 {
 
 fn main(info: &'static StartInfo) -> ! {
     let args = info.args();
-    let limit = args.get_u64("lines").unwrap_or_else(|e| fail(e));
+    let limit = args.get_u64("lines").unwrap_or_else(|e| fail_setup(e));
     let use_irq = args.get("irq") == Some("1");
     if use_irq {
         route_interrupt();
@@ -124,29 +119,11 @@ fn main(info: &'static StartInfo) -> ! {
         "echo: ready ({})",
         if use_irq { "interrupts" } else { "polling" }
     );
-    let mut line = [0u8; MAX_LINE];
-    let mut len = 0;
-    let mut lines = 0u64;
+    let mut echo = LineEcho::new("ECHO");
     loop {
-        let b = next_byte(use_irq);
-        if b != b'\r' && b != b'\n' {
-            if len < MAX_LINE {
-                line[len] = b;
-                len += 1;
-            }
+        let Some(lines) = echo.push(next_byte(use_irq)) else {
             continue;
-        }
-        if len == 0 {
-            continue;
-        }
-        // Printed as Latin-1 bytes so control characters reach the hypervisor unchanged.
-        guest_rt::print!("ECHO ");
-        for &c in &line[..len] {
-            guest_rt::print!("{}", char::from(c));
-        }
-        println!();
-        len = 0;
-        lines += 1;
+        };
         if limit.is_some_and(|l| lines >= l) {
             let mut checks = Checks::new("echo");
             if use_irq {

@@ -8,7 +8,9 @@
 #![no_std]
 #![no_main]
 
-use guest_rt::{dma, exit, println, Checks, StartInfo};
+use guest_rt::line::LineEcho;
+use guest_rt::setup::fail_setup;
+use guest_rt::{dma, println, Checks, StartInfo};
 use guest_virtio::window;
 use guest_virtio::GuestHal;
 use virtio_drivers::queue::VirtQueue;
@@ -18,7 +20,6 @@ guest_rt::guest!("vecho", main);
 
 /// virtio device ID of a console (virtio 1.2 §5).
 const DEVICE_CONSOLE: u32 = 3;
-const MAX_LINE: usize = 200;
 /// receiveq0 (virtio 1.2 §5.3.2).
 const RX_QUEUE: u16 = 0;
 const QUEUE_SIZE: usize = 16;
@@ -27,20 +28,15 @@ const F_VERSION_1: u64 = 1 << 32;
 const PAGE_BYTES: u32 = 4096;
 const RX_BYTES: u64 = 4096;
 
-fn fail(why: impl core::fmt::Display) -> ! {
-    println!("FAIL vecho: {why}");
-    exit(1)
-}
-
 fn main(info: &'static StartInfo) -> ! {
     let args = info.args();
-    let limit = args.get_u64("lines").unwrap_or_else(|e| fail(e));
+    let limit = args.get_u64("lines").unwrap_or_else(|e| fail_setup(e));
     if let Err(e) = dma::init(info) {
-        fail(e);
+        fail_setup(e);
     }
     guest_rt::cpu::enable_write_back_default();
-    let w = window::find(&args, DEVICE_CONSOLE).unwrap_or_else(|e| fail(e));
-    let mut t = w.transport().unwrap_or_else(|e| fail(e));
+    let w = window::find(&args, DEVICE_CONSOLE).unwrap_or_else(|e| fail_setup(e));
+    let mut t = w.transport().unwrap_or_else(|e| fail_setup(e));
     // Device initialisation, virtio 1.2 §3.1.1 (by hand: the crate's console driver needs
     // an allocator, which these guests do not have).
     t.set_status(DeviceStatus::empty());
@@ -50,18 +46,17 @@ fn main(info: &'static StartInfo) -> ! {
     t.set_status(DeviceStatus::ACKNOWLEDGE | DeviceStatus::DRIVER | DeviceStatus::FEATURES_OK);
     t.set_guest_page_size(PAGE_BYTES);
     let mut rx = VirtQueue::<GuestHal, QUEUE_SIZE>::new(&mut t, RX_QUEUE, false, false)
-        .unwrap_or_else(|e| fail(e));
+        .unwrap_or_else(|e| fail_setup(e));
     t.finish_init();
-    let addr = dma::alloc(RX_BYTES).unwrap_or_else(|e| fail(e));
+    let addr = dma::alloc(RX_BYTES).unwrap_or_else(|e| fail_setup(e));
     // SAFETY: the pool hands these bytes out once; identity-mapped RAM nothing else uses.
     let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, RX_BYTES as usize) };
     println!("vecho: ready (virtio-console at {:#x})", w.base());
-    let mut line = [0u8; MAX_LINE];
-    let mut len = 0;
-    let mut lines = 0u64;
+    let mut echo = LineEcho::new("VECHO");
     loop {
         // SAFETY: the buffer stays valid and untouched until the device returns it below.
-        let token = unsafe { rx.add(&[], &mut [&mut buf[..]]) }.unwrap_or_else(|e| fail(e));
+        let token = unsafe { rx.add(&[], &mut [&mut buf[..]]) };
+        let token = token.unwrap_or_else(|e| fail_setup(e));
         if rx.should_notify() {
             t.notify(RX_QUEUE);
         }
@@ -70,25 +65,12 @@ fn main(info: &'static StartInfo) -> ! {
             core::hint::spin_loop();
         }
         // SAFETY: the same buffer as added above, now returned by the device.
-        let n = unsafe { rx.pop_used(token, &[], &mut [&mut buf[..]]) }.unwrap_or_else(|e| fail(e));
+        let n = unsafe { rx.pop_used(token, &[], &mut [&mut buf[..]]) };
+        let n = n.unwrap_or_else(|e| fail_setup(e));
         for &b in buf.iter().take(n as usize) {
-            if b != b'\r' && b != b'\n' {
-                if len < MAX_LINE {
-                    line[len] = b;
-                    len += 1;
-                }
+            let Some(lines) = echo.push(b) else {
                 continue;
-            }
-            if len == 0 {
-                continue;
-            }
-            guest_rt::print!("VECHO ");
-            for &c in &line[..len] {
-                guest_rt::print!("{}", char::from(c));
-            }
-            println!();
-            len = 0;
-            lines += 1;
+            };
             if limit.is_some_and(|l| lines >= l) {
                 Checks::new("vecho").finish()
             }

@@ -21,12 +21,12 @@ mod dev;
 mod regs;
 
 use guest_rt::apic::{self, Mode};
-use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::{inb, outb, rdtsc};
 use guest_rt::ioapic::{IoApic, Polarity, Route, Trigger};
-use guest_rt::{dma, exit, println, time, Checks, StartInfo};
+use guest_rt::setup::{alloc, fail_setup, number};
+use guest_rt::{dma, println, time, Checks, StartInfo};
 use guest_virtio::rng::Rng;
-use guest_virtio::window::{self, Window, DEVICE_BLK, DEVICE_NET};
+use guest_virtio::window::Window;
 
 use crate::dev::{read8, Dev, Mem, SECTOR_BYTES};
 use crate::regs::Tally;
@@ -68,29 +68,6 @@ const STORMS: [(&str, Storm); 7] = [
     ("ports", |rng, s, n| regs::ports(rng, n, s.scratch)),
 ];
 
-fn fail_setup(why: impl core::fmt::Display) -> ! {
-    println!("FAIL hostile-dev: {why}");
-    exit(1)
-}
-
-fn number(args: &Cmdline<'_>, key: &'static str, default: u64) -> u64 {
-    match args.get_u64(key) {
-        Ok(v) => v.unwrap_or(default),
-        Err(err) => fail_setup(err),
-    }
-}
-
-fn alloc(bytes: u64) -> u64 {
-    dma::alloc(bytes).unwrap_or_else(|err| fail_setup(err))
-}
-
-fn find_window(args: &Cmdline<'_>) -> Window {
-    match window::find(args, DEVICE_BLK) {
-        Ok(w) => w,
-        Err(_) => window::find(args, DEVICE_NET).unwrap_or_else(|err| fail_setup(err)),
-    }
-}
-
 fn check_rtc() -> Result<(), &'static str> {
     // SAFETY: the guest's own CMOS clock: back to 24-hour BCD, then one read of the seconds.
     let seconds = unsafe {
@@ -130,19 +107,8 @@ fn main(info: &'static StartInfo) -> ! {
     dma::init(info).unwrap_or_else(|err| fail_setup(err));
     let seed = number(&args, "seed", DEFAULT_SEED);
     let iterations = number(&args, "iterations", DEFAULT_ITERATIONS);
-    let w = find_window(&args);
-    let data = alloc(2 * PAGE);
-    let mem = Mem {
-        desc: alloc(PAGE),
-        avail: alloc(PAGE),
-        used: alloc(PAGE),
-        header: alloc(PAGE),
-        data,
-        data_bytes: PAGE,
-        guard: data + PAGE,
-        tables: alloc(PAGE),
-        tables_bytes: PAGE,
-    };
+    let w = dev::find_window(&args).unwrap_or_else(|err| fail_setup(err));
+    let mem = Mem::alloc(PAGE, PAGE);
     let mut setup = Setup {
         own_windows: [0; regs::VIRTIO_SLOTS as usize],
         own_count: 0,

@@ -21,6 +21,7 @@ mod disk;
 
 use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::rdtsc;
+use guest_rt::setup::fail_setup;
 use guest_rt::{dma, exit, println, time, StartInfo};
 use guest_virtio::hash::Fnv1a;
 use guest_virtio::window::{self, DEVICE_BLK};
@@ -37,13 +38,8 @@ const DEFAULT_STALL_MS: u64 = 5_000;
 /// Print a progress line every this many rounds.
 const PROGRESS_EVERY: u64 = 10;
 
-fn fail(why: impl core::fmt::Display) -> ! {
-    println!("FAIL disk-checker: {why}");
-    exit(1)
-}
-
 fn number(args: &Cmdline<'_>, key: &'static str) -> Option<u64> {
-    args.get_u64(key).unwrap_or_else(|err| fail(err))
+    args.get_u64(key).unwrap_or_else(|err| fail_setup(err))
 }
 
 fn summary(rounds: u64, wrong: u64, stalls: u64, max_round_ms: u64) {
@@ -73,11 +69,11 @@ fn read_round(disk: &mut Disk, buf: &mut [u8], sectors: u64) -> Result<u64, disk
 fn main(info: &'static StartInfo) -> ! {
     let args = info.args();
     if let Err(err) = dma::init(info) {
-        fail(err);
+        fail_setup(err);
     }
-    let w = window::find(&args, DEVICE_BLK).unwrap_or_else(|err| fail(err));
-    let transport = w.transport().unwrap_or_else(|err| fail(err));
-    let blk = VirtIOBlk::new(transport).unwrap_or_else(|err| fail(err));
+    let w = window::find(&args, DEVICE_BLK).unwrap_or_else(|err| fail_setup(err));
+    let transport = w.transport().unwrap_or_else(|err| fail_setup(err));
+    let blk = VirtIOBlk::new(transport).unwrap_or_else(|err| fail_setup(err));
     let tsc_hz = time::tsc_rate().map_or(3_000_000_000, |(hz, _)| hz);
     let mut disk = Disk { blk, tsc_hz };
     let rounds = number(&args, "rounds").unwrap_or(DEFAULT_ROUNDS).max(1);
@@ -86,9 +82,9 @@ fn main(info: &'static StartInfo) -> ! {
     let limit = number(&args, "limit_kib").map_or(u64::MAX, |kib| kib * 1024 / SECTOR_BYTES);
     let sectors = disk.sectors().min(limit);
     if sectors == 0 {
-        fail("the disk has no sectors");
+        fail_setup("the disk has no sectors");
     }
-    let addr = dma::alloc(CHUNK_BYTES).unwrap_or_else(|err| fail(err));
+    let addr = dma::alloc(CHUNK_BYTES).unwrap_or_else(|err| fail_setup(err));
     // SAFETY: the pool hands these bytes out once; identity-mapped RAM nothing else uses.
     let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, CHUNK_BYTES as usize) };
     let mut expected = number(&args, "expect");
@@ -106,7 +102,7 @@ fn main(info: &'static StartInfo) -> ! {
             Err(err) => {
                 let stalls = u64::from(matches!(err, disk::DiskError::Timeout { .. }));
                 summary(done, 0, stalls, max_round_ms);
-                fail(format_args!("round {}: {err}", done + 1));
+                fail_setup(format_args!("round {}: {err}", done + 1));
             }
         };
         let round_ms = ms(rdtsc().wrapping_sub(t));
@@ -119,7 +115,7 @@ fn main(info: &'static StartInfo) -> ! {
             }
             Some(e) if e != hash => {
                 summary(done, 1, 0, max_round_ms);
-                fail(format_args!(
+                fail_setup(format_args!(
                     "round {done}: hash {hash:#018x}, expected {e:#018x} (wrong bytes)"
                 ));
             }
@@ -127,7 +123,7 @@ fn main(info: &'static StartInfo) -> ! {
         }
         if round_ms > stall_ms {
             summary(done, 0, 1, max_round_ms);
-            fail(format_args!(
+            fail_setup(format_args!(
                 "round {done} took {round_ms} ms, more than stall_ms={stall_ms}"
             ));
         }

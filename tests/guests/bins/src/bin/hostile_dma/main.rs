@@ -26,9 +26,10 @@
 mod dev;
 mod targets;
 
-use guest_rt::cmdline::Cmdline;
-use guest_rt::{dma, exit, mmio, println, time, Checks, StartInfo};
-use guest_virtio::window::{Window, BULKHEAD, DEVICE_BLK, DEVICE_NET};
+use guest_rt::canary::Canaries;
+use guest_rt::setup::{fail_setup, number};
+use guest_rt::{dma, println, time, Checks, StartInfo};
+use guest_virtio::window::{BULKHEAD, DEVICE_BLK, DEVICE_NET};
 
 use crate::dev::{read8, write8, Dev, Mem, Observation};
 use crate::targets::{Op, Target, BLK_OPS, BLK_T_IN, BLK_T_OUT, NET_OPS, SECTOR_BYTES};
@@ -44,90 +45,9 @@ const SWEEP_STEP: u64 = 4 << 20;
 /// How long a frame that must not arrive is waited for.
 const LEAK_WAIT_MS: u64 = 50;
 
-fn fail_setup(why: impl core::fmt::Display) -> ! {
-    println!("FAIL hostile-dma: {why}");
-    exit(1)
-}
-
-fn number(args: &Cmdline<'_>, key: &'static str, default: u64) -> u64 {
-    match args.get_u64(key) {
-        Ok(v) => v.unwrap_or(default),
-        Err(err) => fail_setup(err),
-    }
-}
-
-fn alloc(bytes: u64) -> u64 {
-    dma::alloc(bytes).unwrap_or_else(|err| fail_setup(err))
-}
-
 /// Driver memory: rings, a header page, one data page and the canary page right after it.
 fn driver_mem() -> Mem {
-    let data = alloc(2 * PAGE);
-    Mem {
-        desc: alloc(PAGE),
-        avail: alloc(PAGE),
-        used: alloc(PAGE),
-        header: alloc(PAGE),
-        data,
-        data_bytes: PAGE,
-        guard: data + PAGE,
-        tables: alloc(PAGE),
-        tables_bytes: PAGE,
-    }
-}
-
-/// The windows of Bulkhead's slots holding `device_id`, in slot order.
-fn windows(device_id: u32) -> impl Iterator<Item = Window> {
-    (0..BULKHEAD.slots).filter_map(move |slot| {
-        let base = BULKHEAD.base + slot * BULKHEAD.stride;
-        // SAFETY: Bulkhead's virtio slots lie in the uncacheable MMIO hole; probing reads the
-        // magic and device ID only.
-        let w = unsafe { Window::new(base, Some(BULKHEAD.gsi_base + slot as u32)) };
-        (w.is_present() && w.device_id() == device_id).then_some(w)
-    })
-}
-
-fn canary_byte(addr: u64) -> u8 {
-    (addr.wrapping_mul(0x9E37_79B9) >> 11) as u8 | 0x80
-}
-
-/// Pages only this guest writes, and a snapshot of the page at GPA 0 (which a length that
-/// wraps past 2^64 would reach).
-struct Canaries {
-    pages: [u64; 4],
-    low: [u8; PAGE as usize],
-}
-
-fn read_low(addr: u64) -> u8 {
-    // SAFETY: GPA 0..4 KiB is RAM in the boot stub's identity map; read with an explicit MOV
-    // because address 0 is not a valid Rust pointer.
-    unsafe { mmio::read8(addr) }
-}
-
-impl Canaries {
-    fn plant(&mut self) {
-        for page in self.pages {
-            for addr in page..page + PAGE {
-                write8(addr, canary_byte(addr));
-            }
-        }
-        for (i, b) in self.low.iter_mut().enumerate() {
-            *b = read_low(i as u64);
-        }
-    }
-
-    /// The first changed address, if any (and plants again).
-    fn check(&mut self) -> Option<u64> {
-        let changed = self
-            .pages
-            .iter()
-            .find_map(|&p| (p..p + PAGE).find(|&a| read8(a) != canary_byte(a)))
-            .or_else(|| (0..PAGE).find(|&a| read_low(a) != self.low[a as usize]));
-        if changed.is_some() {
-            self.plant();
-        }
-        changed
-    }
+    Mem::alloc(PAGE, PAGE)
 }
 
 /// The guest's devices: a disk and two ports on one switch (receive on `rx`, send on `tx`).
@@ -231,7 +151,7 @@ impl Devs {
 /// Runs one case and recovers; Ok(refused) or why it failed.
 fn run_case(
     devs: &mut Devs,
-    canaries: &mut Canaries,
+    canaries: &mut Canaries<4>,
     op: Op,
     target: &Target,
 ) -> Result<bool, &'static str> {
@@ -274,10 +194,11 @@ fn main(info: &'static StartInfo) -> ! {
     let ram_end = info.ram_end().unwrap_or(pool_end);
     let case_ms = number(&args, "case_ms", 300);
     let tsc_hz = time::tsc_rate().map_or(3_000_000_000, |(hz, _)| hz);
-    let blk_w = windows(DEVICE_BLK)
+    let blk_w = BULKHEAD
+        .devices(DEVICE_BLK)
         .next()
         .unwrap_or_else(|| fail_setup("no virtio-blk slot"));
-    let mut nets = windows(DEVICE_NET);
+    let mut nets = BULKHEAD.devices(DEVICE_NET);
     let (Some(rx_w), Some(tx_w)) = (nets.next(), nets.next()) else {
         fail_setup("two virtio-net slots on one switch are needed");
     };
@@ -294,11 +215,14 @@ fn main(info: &'static StartInfo) -> ! {
     if ram_end > pool_end || pool_end - PAGE < blk_mem.guard + PAGE {
         fail_setup("the DMA pool does not reach the end of RAM");
     }
-    let mut canaries = Canaries {
-        pages: [blk_mem.guard, rx_mem.guard, tx_mem.guard, ram_end - PAGE],
-        low: [0; PAGE as usize],
+    // SAFETY: the guard pages follow each driver's data in the DMA pool and the last page of
+    // RAM is the pool's (checked above); nothing else uses them. GPA 0 is identity-mapped RAM.
+    let mut canaries = unsafe {
+        Canaries::new(
+            [blk_mem.guard, rx_mem.guard, tx_mem.guard, ram_end - PAGE],
+            true,
+        )
     };
-    canaries.plant();
     let mut checks = Checks::new("hostile-dma");
     // Baseline: the case sector gets its pattern, reads back, and a frame crosses the switch.
     for (i, b) in devs.pattern.iter().enumerate() {

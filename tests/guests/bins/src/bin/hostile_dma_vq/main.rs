@@ -21,14 +21,15 @@ mod chains;
 #[allow(dead_code)] // the fuzzer writes its own chains; only set-up and observation are used
 mod dev;
 
-use guest_rt::cmdline::Cmdline;
+use guest_rt::canary::Canaries;
 use guest_rt::cpu::rdtsc;
-use guest_rt::{dma, exit, mmio, println, time, Checks, StartInfo};
+use guest_rt::setup::{alloc, fail_setup, number};
+use guest_rt::{dma, println, time, Checks, StartInfo};
 use guest_virtio::rng::Rng;
 use guest_virtio::window::{Window, BULKHEAD, DEVICE_BLK, DEVICE_NET};
 
 use crate::chains::Regions;
-use crate::dev::{read8, write8, write_desc, Dev, Mem, Observation, DESC_INDIRECT};
+use crate::dev::{write_desc, Dev, Mem, Observation, DESC_INDIRECT};
 
 guest_rt::guest!("hostile-vq", main);
 
@@ -40,73 +41,11 @@ const DEFAULT_SEED: u64 = 0xF0CC_ACC1_A5ED;
 /// Time allowed for a valid probe request.
 const PROBE_MS: u64 = 2000;
 
-fn fail_setup(why: impl core::fmt::Display) -> ! {
-    println!("FAIL hostile-vq: {why}");
-    exit(1)
-}
-
-fn number(args: &Cmdline<'_>, key: &'static str, default: u64) -> u64 {
-    match args.get_u64(key) {
-        Ok(v) => v.unwrap_or(default),
-        Err(err) => fail_setup(err),
-    }
-}
-
-fn alloc(bytes: u64) -> u64 {
-    dma::alloc(bytes).unwrap_or_else(|err| fail_setup(err))
-}
-
 fn window(device_id: u32) -> Window {
-    (0..BULKHEAD.slots)
-        .find_map(|slot| {
-            let base = BULKHEAD.base + slot * BULKHEAD.stride;
-            // SAFETY: Bulkhead's virtio slots lie in the uncacheable MMIO hole; probing reads
-            // the magic and device ID only.
-            let w = unsafe { Window::new(base, Some(BULKHEAD.gsi_base + slot as u32)) };
-            (w.is_present() && w.device_id() == device_id).then_some(w)
-        })
+    BULKHEAD
+        .devices(device_id)
+        .next()
         .unwrap_or_else(|| fail_setup(format_args!("no virtio device of type {device_id}")))
-}
-
-fn canary_byte(addr: u64) -> u8 {
-    (addr.wrapping_mul(0x2545_F491) >> 9) as u8 | 0x40
-}
-
-/// Pages only this guest writes, plus a snapshot of the page at GPA 0.
-struct Canaries {
-    pages: [u64; 7],
-    low: [u8; PAGE as usize],
-}
-
-fn read_low(addr: u64) -> u8 {
-    // SAFETY: GPA 0..4 KiB is RAM in the boot stub's identity map; an explicit MOV because
-    // address 0 is not a valid Rust pointer.
-    unsafe { mmio::read8(addr) }
-}
-
-impl Canaries {
-    fn plant(&mut self) {
-        for page in self.pages {
-            for addr in page..page + PAGE {
-                write8(addr, canary_byte(addr));
-            }
-        }
-        for (i, b) in self.low.iter_mut().enumerate() {
-            *b = read_low(i as u64);
-        }
-    }
-
-    fn check(&mut self) -> Option<u64> {
-        let changed = self
-            .pages
-            .iter()
-            .find_map(|&p| (p..p + PAGE).find(|&a| read8(a) != canary_byte(a)))
-            .or_else(|| (0..PAGE).find(|&a| read_low(a) != self.low[a as usize]));
-        if changed.is_some() {
-            self.plant();
-        }
-        changed
-    }
 }
 
 /// One fuzzed queue: its device, its regions, and what happened.
@@ -258,19 +197,12 @@ fn main(info: &'static StartInfo) -> ! {
     if ram_end > pool_end || dma::left_bytes() < PAGE {
         fail_setup("the DMA pool does not reach the end of RAM");
     }
-    let mut canaries = Canaries {
-        pages: [
-            blk_guards[0],
-            blk_guards[1],
-            blk_guards[2],
-            net_guards[0],
-            net_guards[1],
-            net_guards[2],
-            ram_end - PAGE,
-        ],
-        low: [0; PAGE as usize],
-    };
-    canaries.plant();
+    let [b0, b1, b2] = blk_guards;
+    let [n0, n1, n2] = net_guards;
+    // SAFETY: the guard pages follow each region in the DMA pool and the last page of RAM is
+    // the pool's, left unallocated (checked above); nothing else uses them. GPA 0 is
+    // identity-mapped RAM.
+    let mut canaries = unsafe { Canaries::new([b0, b1, b2, n0, n1, n2, ram_end - PAGE], true) };
     let target = |name, w, mem, regions| Target {
         name,
         dev: Dev::new(w, mem, tsc_hz),

@@ -19,7 +19,8 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use guest_rt::apic::{self, Mode};
 use guest_rt::cpu::{initial_apic_id, is_bulkhead, rdtsc};
 use guest_rt::idt::ExceptionFrame;
-use guest_rt::{exit, irq, println, time, Checks, StartInfo};
+use guest_rt::setup::fail_setup;
+use guest_rt::{irq, println, time, Checks, StartInfo};
 
 guest_rt::guest!("timer", main);
 
@@ -115,11 +116,6 @@ pub(crate) fn wait_until(setup: &Setup, timeout_us: u64, done: impl Fn() -> bool
         }
         core::hint::spin_loop();
     }
-}
-
-fn fail_setup(why: impl core::fmt::Display) -> ! {
-    println!("FAIL timer: {why}");
-    exit(1)
 }
 
 fn parse_setup(info: &StartInfo) -> Setup {

@@ -17,6 +17,7 @@ mod disk;
 use guest_rt::apic::{self, Mode};
 use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::{cli, is_bulkhead, sti};
+use guest_rt::setup::fail_setup;
 use guest_rt::{dma, exit, println, time, Checks, StartInfo};
 use guest_virtio::window::{self, reg, Window, DEVICE_BLK};
 use virtio_drivers::device::blk::VirtIOBlk;
@@ -36,11 +37,6 @@ const F_VERSION_1: u64 = 1 << 32;
 const STATUS_DRIVER_READY: u32 = 0xF;
 const STATUS_NEEDS_RESET: u32 = 0x40;
 const DEFAULT_SEED: u64 = 0xB10C_5EED;
-
-fn fail_setup(why: impl core::fmt::Display) -> ! {
-    println!("FAIL virtio-blk: {why}");
-    exit(1)
-}
 
 fn number(args: &Cmdline<'_>, key: &'static str) -> Option<u64> {
     args.get_u64(key).unwrap_or_else(|err| fail_setup(err))

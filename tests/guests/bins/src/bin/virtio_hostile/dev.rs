@@ -5,8 +5,11 @@
 use core::fmt;
 use core::sync::atomic::{fence, Ordering};
 
+use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::rdtsc;
-use guest_virtio::window::{reg, Window, DEVICE_BLK};
+use guest_rt::dma::PAGE_BYTES;
+use guest_rt::setup::alloc;
+use guest_virtio::window::{self, reg, FindError, Window, DEVICE_BLK, DEVICE_NET};
 
 /// Device status bits (virtio 1.2 §2.1).
 pub(crate) const ACKNOWLEDGE: u32 = 1;
@@ -37,6 +40,12 @@ const NET_TX_QUEUE: u16 = 1;
 /// How long a reset may take to read back 0.
 const RESET_TIMEOUT_MS: u64 = 100;
 
+/// The window to drive: `virtio=` or a scan, a blk device when there is one (its status byte
+/// gives the strongest checks), else a net device.
+pub(crate) fn find_window<'a>(args: &Cmdline<'a>) -> Result<Window, FindError<'a>> {
+    window::find(args, DEVICE_BLK).or_else(|_| window::find(args, DEVICE_NET))
+}
+
 /// Guest memory the driver uses, all page-aligned, from the DMA pool.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mem {
@@ -53,6 +62,25 @@ pub(crate) struct Mem {
     /// Room for indirect tables.
     pub tables: u64,
     pub tables_bytes: u64,
+}
+
+impl Mem {
+    /// Takes it from the DMA pool (an exhausted pool fails the guest): a page for each ring
+    /// and the header, `data_bytes` of data with its guard page, `tables_bytes` of tables.
+    pub(crate) fn alloc(data_bytes: u64, tables_bytes: u64) -> Self {
+        let data = alloc(data_bytes + PAGE_BYTES);
+        Self {
+            desc: alloc(PAGE_BYTES),
+            avail: alloc(PAGE_BYTES),
+            used: alloc(PAGE_BYTES),
+            header: alloc(PAGE_BYTES),
+            data,
+            data_bytes,
+            guard: data + data_bytes,
+            tables: alloc(tables_bytes),
+            tables_bytes,
+        }
+    }
 }
 
 /// What the device did after a submission.

@@ -18,71 +18,19 @@
 mod cases;
 mod dev;
 
-use guest_rt::cmdline::Cmdline;
+use guest_rt::canary::Canaries;
 use guest_rt::cpu::is_bulkhead;
-use guest_rt::{dma, exit, println, time, Checks, StartInfo};
-use guest_virtio::window::{self, Window, DEVICE_BLK, DEVICE_NET};
+use guest_rt::setup::{fail_setup, number};
+use guest_rt::{dma, println, time, Checks, StartInfo};
 
 use crate::cases::{Attempt, Env, CASES};
-use crate::dev::{read8, write8, Dev, Mem, Observation, BLK_S_OK, SECTOR_BYTES};
+use crate::dev::{read8, Dev, Mem, Observation, BLK_S_OK, SECTOR_BYTES};
 
 guest_rt::guest!("virtio-hostile", main);
 
 const PAGE: u64 = 4096;
 const DATA_BYTES: u64 = 1 << 20;
 const TABLES_BYTES: u64 = 8 * PAGE;
-
-fn fail_setup(why: impl core::fmt::Display) -> ! {
-    println!("FAIL virtio-hostile: {why}");
-    exit(1)
-}
-
-fn number(args: &Cmdline<'_>, key: &'static str, default: u64) -> u64 {
-    match args.get_u64(key) {
-        Ok(v) => v.unwrap_or(default),
-        Err(err) => fail_setup(err),
-    }
-}
-
-fn alloc(bytes: u64) -> u64 {
-    dma::alloc(bytes).unwrap_or_else(|err| fail_setup(err))
-}
-
-fn canary_byte(addr: u64) -> u8 {
-    (addr.wrapping_mul(0x9E37_79B9) >> 13) as u8 | 1
-}
-
-/// Pages whose contents only this guest writes: a device writing them broke out of a buffer.
-struct Canaries([u64; 2]);
-
-impl Canaries {
-    fn plant(&self) {
-        for page in self.0 {
-            for addr in page..page + PAGE {
-                write8(addr, canary_byte(addr));
-            }
-        }
-    }
-
-    /// The first changed address, if any (and plants again).
-    fn check(&self) -> Option<u64> {
-        let changed = self
-            .0
-            .iter()
-            .find_map(|&page| (page..page + PAGE).find(|&addr| read8(addr) != canary_byte(addr)));
-        if changed.is_some() {
-            self.plant();
-        }
-        changed
-    }
-}
-
-fn find_window(args: &Cmdline<'_>) -> Window {
-    match window::find(args, DEVICE_BLK) {
-        Ok(w) => w,
-        Err(_) => window::find(args, DEVICE_NET).unwrap_or_else(|err| fail_setup(err)),
-    }
-}
 
 /// Whether the attempt left memory alone: NEEDS_RESET and "nothing" always do; a completion
 /// does unless it succeeded where it must not (strict mode only; QEMU is lenient).
@@ -108,7 +56,7 @@ fn main(info: &'static StartInfo) -> ! {
         )),
         None => is_bulkhead(),
     };
-    let w = find_window(&args);
+    let w = dev::find_window(&args).unwrap_or_else(|err| fail_setup(err));
     if w.version() != 2 {
         fail_setup(format_args!(
             "window {:#x} has virtio-mmio version {}: only modern (2) is spoken here (QEMU: \
@@ -117,23 +65,13 @@ fn main(info: &'static StartInfo) -> ! {
             w.version()
         ));
     }
-    let data = alloc(DATA_BYTES + PAGE);
-    let mem = Mem {
-        desc: alloc(PAGE),
-        avail: alloc(PAGE),
-        used: alloc(PAGE),
-        header: alloc(PAGE),
-        data,
-        data_bytes: DATA_BYTES,
-        guard: data + DATA_BYTES,
-        tables: alloc(TABLES_BYTES),
-        tables_bytes: TABLES_BYTES,
-    };
-    let canaries = Canaries([mem.guard, pool_end - PAGE]);
+    let mem = Mem::alloc(DATA_BYTES, TABLES_BYTES);
     if dma::left_bytes() < PAGE || pool_end - PAGE < pool_start {
         fail_setup("no room for the end-of-RAM canary page");
     }
-    canaries.plant();
+    // SAFETY: the guard page follows the data in the DMA pool and the pool's last page is left
+    // unallocated (checked above); nothing else uses them.
+    let mut canaries = unsafe { Canaries::new([mem.guard, pool_end - PAGE], false) };
     let tsc_hz = time::tsc_rate().map_or(3_000_000_000, |(hz, _)| hz);
     let mut dev = Dev::new(w, mem, tsc_hz);
     let max = dev.max_size();

@@ -26,7 +26,8 @@ mod port;
 use guest_rt::apic::{self, Mode};
 use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::{cli, is_bulkhead, sti};
-use guest_rt::{dma, exit, println, time, Checks, StartInfo};
+use guest_rt::setup::{fail_setup, number};
+use guest_rt::{dma, println, time, Checks, StartInfo};
 use guest_virtio::irq::DeviceIrq;
 use guest_virtio::window::{self, reg, Window, DEVICE_NET};
 
@@ -43,18 +44,6 @@ const IDLE_BACKSTOP_US: u64 = 10_000;
 const NOBODY: Mac = [0x52, 0x54, 0x00, 0xFF, 0xFF, 0xFE];
 const F_VERSION_1: u64 = 1 << 32;
 const STATUS_DRIVER_READY: u32 = 0xF;
-
-fn fail_setup(why: impl core::fmt::Display) -> ! {
-    println!("FAIL virtio-net: {why}");
-    exit(1)
-}
-
-fn number(args: &Cmdline<'_>, key: &'static str, default: u64) -> u64 {
-    match args.get_u64(key) {
-        Ok(value) => value.unwrap_or(default),
-        Err(err) => fail_setup(err),
-    }
-}
 
 fn mac_arg(args: &Cmdline<'_>, key: &str) -> Option<Mac> {
     let text = args.get(key)?;
