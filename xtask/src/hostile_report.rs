@@ -90,7 +90,10 @@ pub fn figures(name: &str, passed: bool, elapsed: Duration, log: &str) -> CaseFi
         if let Some(at) = line.find("HOSTILE SUMMARY ") {
             let rest = &line[at + "HOSTILE SUMMARY ".len()..];
             let guest = rest.split_whitespace().next().unwrap_or("?");
-            f.hostile_guests.push(guest.to_owned());
+            // A guest restarted 100 times prints 100 summaries: name it once.
+            if !f.hostile_guests.iter().any(|g| g == guest) {
+                f.hostile_guests.push(guest.to_owned());
+            }
             f.hostile_cases += field(rest, "cases").unwrap_or(0);
             f.iterations += field(rest, "iterations").unwrap_or(0);
             f.refused += field(rest, "refused").unwrap_or(0);
