@@ -89,7 +89,15 @@ pub fn figures(name: &str, passed: bool, elapsed: Duration, log: &str) -> CaseFi
         }
         if let Some(at) = line.find("HOSTILE SUMMARY ") {
             let rest = &line[at + "HOSTILE SUMMARY ".len()..];
-            let guest = rest.split_whitespace().next().unwrap_or("?");
+            // The manifest's name, from the hypervisor's `[name]` prefix (the one stop lines
+            // use), else the name the guest gives itself.
+            let guest = line[..at]
+                .trim_end()
+                .strip_prefix('[')
+                .and_then(|p| p.strip_suffix(']'))
+                .filter(|p| !p.contains(' '))
+                .or_else(|| rest.split_whitespace().next())
+                .unwrap_or("?");
             // A guest restarted 100 times prints 100 summaries: name it once.
             if !f.hostile_guests.iter().any(|g| g == guest) {
                 f.hostile_guests.push(guest.to_owned());

@@ -149,3 +149,19 @@ GUEST hostile-vq stopped status 0
     );
     assert_eq!(g.neighbours_outlived, None);
 }
+
+#[test]
+fn attackers_are_named_as_the_manifest_names_them() {
+    // hostile-life's guest calls itself `hostile-life-crash`; the manifest calls it life-crash.
+    let log = "\
+[life-crash] HOSTILE SUMMARY hostile-life-crash cases=1 iterations=1
+[life-crash] HOSTILE SUMMARY hostile-life-crash cases=1 iterations=1
+[cpu1 life-crash] INFO  guest: stopped (Crashed, status 255, 2 restarts); exits total 5
+[cpu2 checker] INFO  guest: stopped (Stopped, status 0, 0 restarts); exits total 5
+PASS hypervisor-canary
+";
+    let f = figures("hostile-life.q", true, Duration::ZERO, log);
+    assert_eq!(f.hostile_guests, ["life-crash"]);
+    assert_eq!(f.hostile_cases, 2);
+    assert_eq!(f.neighbours_outlived, Some(true));
+}
