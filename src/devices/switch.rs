@@ -76,6 +76,9 @@ pub struct Switch {
     name: String,
     inbox_frames: usize,
     state: Mutex<SwitchState>,
+    /// Frames were queued since [`Switch::deliver_pending`] last looked: senders call it after
+    /// every exit that may have transmitted, and most of those sent nothing.
+    queued: AtomicBool,
 }
 
 impl Switch {
@@ -84,6 +87,7 @@ impl Switch {
         Arc::new(Self {
             name: String::from(name),
             inbox_frames,
+            queued: AtomicBool::new(false),
             state: Mutex::new(SwitchState {
                 ports: Vec::new(),
                 macs: BTreeMap::new(),
@@ -128,9 +132,14 @@ impl Switch {
         }
     }
 
-    /// Runs the deliverer of every port but `from` that has frames waiting. The caller must not
-    /// hold any guest's device lock (a deliverer takes its own guest's).
+    /// Runs the deliverer of every port but `from` that has frames waiting, if frames were
+    /// queued since the last call (frames a receiver had no buffers for are its own CPU's to
+    /// retry). Cheap when nothing was sent. The caller must not hold any guest's device lock
+    /// (a deliverer takes its own guest's).
     pub fn deliver_pending(&self, from: PortId) {
+        if !self.queued.swap(false, Ordering::AcqRel) {
+            return;
+        }
         let due: Vec<Deliverer> = {
             let state = self.state.lock();
             state
@@ -179,6 +188,9 @@ impl Switch {
         } else {
             state.macs.get(&dst).copied()
         };
+        // Set under the lock, before the frame is queued: deliver_pending clears it and then
+        // takes the lock, so it sees every frame queued before or with this flag.
+        self.queued.store(true, Ordering::Release);
         match target {
             // Learned on the sender's own port: the destination is already behind it.
             Some(to) if to == from => {}

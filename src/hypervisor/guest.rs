@@ -25,7 +25,7 @@ use crate::vmm::dispatch::{self, GuestDevices, Next, StopReason, VcpuState};
 use crate::vmm::interrupts::{self, VcpuLinks};
 use crate::vmm::stats::ExitStats;
 pub use control::MonitorRequest;
-use control::{handle_monitor, report_stopped, wait_for_restart};
+use control::{handle_monitor, report_stopped, restart_from_monitor, wait_for_restart};
 
 /// Lifecycle of a guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -352,10 +352,7 @@ fn run_vcpu<V: Vcpu>(
             on_stop();
             // Ended for good, unless the monitor starts it again (a test run may end first).
             wait_for_restart(guest);
-            crate::hypervisor::guest_resumed();
-            log::info!("restarted from the monitor: starting again from its images");
-            restart(guest, &mut vcpu, &mut st)?;
-            guest.arm_time_limit();
+            restart_from_monitor(guest, &mut vcpu, &mut st)?;
         }
     }
     loop {
@@ -404,7 +401,8 @@ fn run_stretch<V: Vcpu>(
     let mut work_waiting = false;
     let polls_input = monitor::is_poll_cpu();
     let mut stats_merged_tsc = cpu::rdtsc();
-    let mut ports = Vec::new();
+    // Fixed at set-up: the ports this guest's frames leave by.
+    let ports = guest.devices.lock().switch_ports.clone();
     loop {
         if index == 0 {
             if let Some(reason) = guest.take_stop_request() {
@@ -430,19 +428,16 @@ fn run_stretch<V: Vcpu>(
         // The physical timer ends the guest's run at its time limit even if the guest never
         // exits by itself (a loop with interrupts off exits only for host interrupts).
         let limit = if index == 0 { guest.deadline() } else { None };
-        if let Some(end) = limit {
-            deadline = Some(deadline.map_or(end, |d| d.min(end)));
-        }
+        deadline = earliest(deadline, limit);
         if work_waiting {
             // Come back soon to hand the guest what it had no buffers for.
             let retry = cpu::rdtsc() + time::tsc_khz() * DEVICE_RETRY_MS;
-            deadline = Some(deadline.map_or(retry, |d| d.min(retry)));
+            deadline = earliest(deadline, Some(retry));
         }
         if polls_input {
             // This CPU reads the serial line: come out of the guest often enough to look.
             monitor::poll();
-            let next = monitor::next_poll_tsc();
-            deadline = Some(deadline.map_or(next, |d| d.min(next)));
+            deadline = earliest(deadline, Some(monitor::next_poll_tsc()));
         }
         vcpu.set_host_deadline(deadline);
         if deadline != armed {
@@ -461,14 +456,13 @@ fn run_stretch<V: Vcpu>(
             let next = dispatch::handle(vcpu, exit, st, &mut dev, &guest.ram, host);
             work_waiting = dev.poll_virtio(&guest.ram);
             interrupts::take_deliveries(st, &mut dev);
-            if may_have_sent {
-                ports.clone_from(&dev.switch_ports);
-            }
             next
         };
-        // Hand those frames over now, with this guest's devices unlocked (see switch.rs).
-        for (switch, id) in ports.drain(..) {
-            switch.deliver_pending(id);
+        if may_have_sent {
+            // Hand those frames over now, with this guest's devices unlocked (see switch.rs).
+            for (switch, id) in &ports {
+                switch.deliver_pending(*id);
+            }
         }
         if cpu::rdtsc().wrapping_sub(stats_merged_tsc) > time::tsc_khz() * STATS_MERGE_MS {
             // Publish this vCPU's exit counts for the monitor's `stats`.
@@ -496,13 +490,9 @@ fn run_stretch<V: Vcpu>(
                     {
                         break;
                     }
-                    let mut deadline = match (st.lapic().next_deadline_tsc(), limit) {
-                        (Some(d), Some(end)) => Some(d.min(end)),
-                        (d, end) => d.or(end),
-                    };
+                    let mut deadline = earliest(st.lapic().next_deadline_tsc(), limit);
                     if polls_input {
-                        let next = monitor::next_poll_tsc();
-                        deadline = Some(deadline.map_or(next, |d| d.min(next)));
+                        deadline = earliest(deadline, Some(monitor::next_poll_tsc()));
                     }
                     match deadline {
                         Some(t) => apic::arm_timer_at(t),
@@ -533,6 +523,14 @@ fn run_stretch<V: Vcpu>(
                 return Ok(Stretch::Reset);
             }
         }
+    }
+}
+
+/// The earlier of two optional TSC deadlines.
+fn earliest(a: Option<u64>, b: Option<u64>) -> Option<u64> {
+    match (a, b) {
+        (Some(x), Some(y)) => Some(x.min(y)),
+        (x, y) => x.or(y),
     }
 }
 

@@ -204,6 +204,8 @@ fn build_guest(
     page_tables::check(core::slice::from_ref(&block))
         .map_err(|v| alloc::format!("refused: {v}"))?;
 
+    // Work from other CPUs (frames, typed input) wakes the guest's boot vCPU.
+    let wake_cpu = g.cpus.first().map_or(0, |&c| c as usize);
     let mut devices = GuestDevices::new(time::unix_now());
     let mut slot = 0u32;
     for (i, d) in g.disks.iter().enumerate() {
@@ -242,7 +244,6 @@ fn build_guest(
         devices.switch_ports.push((switches[sw].clone(), port.id()));
         // Frames for this guest wait in the port's inbox until its boot vCPU's CPU drains them
         // after an exit: wake that CPU when the first one arrives.
-        let wake_cpu = g.cpus.first().map_or(0, |&c| c as usize);
         port.set_waker(Box::new(move || smp::kick(wake_cpu)));
         devices
             .virtio
@@ -263,38 +264,15 @@ fn build_guest(
             .map_err(|e| e.to_string())?;
     }
     // Typed input waits in the device until the guest's boot vCPU takes it after an exit.
-    let wake_cpu = g.cpus.first().map_or(0, |&c| c as usize);
     let inputs = devices.uart_input.clone();
     inputs.set_waker(Box::new(move || smp::kick(wake_cpu)));
     if let Some(input) = &devices.console_input {
         input.set_waker(Box::new(move || smp::kick(wake_cpu)));
     }
     let slots: Vec<u32> = devices.virtio.devices().map(|d| d.slot).collect();
-    let mut cmdline = g.cmdline.clone();
     let kernel = image_of(info, &g.kernel)?;
     let linux = g.format == KernelFormat::Linux || loader::is_linux(kernel);
-    if linux && !cmdline.contains("tsc_early_khz=") {
-        // Linux would calibrate the TSC against a PIT, which guests do not have: tell it.
-        cmdline = alloc::format!("{cmdline} tsc_early_khz={}", time::tsc_khz())
-            .trim()
-            .to_string();
-    }
-    if linux && !cmdline.contains("pci=") {
-        // There is no PCI here. Without `pci=off` Linux's early quirks still scan bus 0
-        // through conf1 (about 33,000 port exits per boot, a quarter of all exits).
-        cmdline = alloc::format!("{cmdline} pci=off").trim().to_string();
-    }
-    if !slots.is_empty() && !linux && !cmdline.contains("virtio=") {
-        // Test guests find their devices here; Linux finds them in the DSDT.
-        let list: Vec<String> = devices
-            .virtio
-            .devices()
-            .map(|d| alloc::format!("{:#x}@{}:{}", d.base.as_u64(), d.gsi, d.name))
-            .collect();
-        cmdline = alloc::format!("{cmdline} virtio={}", list.join(","))
-            .trim()
-            .to_string();
-    }
+    let cmdline = guest_cmdline(&g.cmdline, linux, &devices);
     let initrd = g.initrd.as_deref().map(|p| image_of(info, p)).transpose()?;
     let format = loader_format(g.format);
     let vcpus = g.cpus.len() as u32;
@@ -332,6 +310,38 @@ fn build_guest(
     // Check the image loads now, so a bad image is refused before any guest starts.
     guest.prepare()?;
     Ok(guest)
+}
+
+/// The manifest's command line plus what the guest needs to know about this platform, unless
+/// the manifest already says it.
+fn guest_cmdline(manifest: &str, linux: bool, devices: &GuestDevices) -> String {
+    let mut cmdline = String::from(manifest.trim());
+    let mut add = |word: &str| {
+        if !cmdline.is_empty() {
+            cmdline.push(' ');
+        }
+        cmdline.push_str(word);
+    };
+    if linux {
+        if !manifest.contains("tsc_early_khz=") {
+            // Linux would calibrate the TSC against a PIT, which guests do not have: tell it.
+            add(&alloc::format!("tsc_early_khz={}", time::tsc_khz()));
+        }
+        if !manifest.contains("pci=") {
+            // There is no PCI here. Without `pci=off` Linux's early quirks still scan bus 0
+            // through conf1 (about 33,000 port exits per boot, a quarter of all exits).
+            add("pci=off");
+        }
+    } else if !manifest.contains("virtio=") && devices.virtio.devices().next().is_some() {
+        // Test guests find their devices here; Linux finds them in the DSDT.
+        let list: Vec<String> = devices
+            .virtio
+            .devices()
+            .map(|d| alloc::format!("{:#x}@{}:{}", d.base.as_u64(), d.gsi, d.name))
+            .collect();
+        add(&alloc::format!("virtio={}", list.join(",")));
+    }
+    cmdline
 }
 
 fn image_of(info: &BootInfo, path: &str) -> Result<&'static [u8], String> {

@@ -194,12 +194,12 @@ pub fn handle<V: Vcpu, H: Host>(
     mem: &dyn GuestMemory,
     host: &mut H,
 ) -> Next {
-    st.stats.count(match &exit {
-        VmExit::Io(io) => io_class(io.port),
-        other => other.name(),
-    });
-    if let VmExit::Io(io) = &exit {
-        st.stats.count_port(io.port);
+    match &exit {
+        VmExit::Io(io) => {
+            st.stats.count(io_class(io.port));
+            st.stats.count_port(io.port);
+        }
+        other => st.stats.count(other.name()),
     }
     match exit {
         VmExit::Cpuid => {

@@ -73,7 +73,8 @@ pub(super) fn report_stopped(guest: &Guest) {
     }
 }
 
-/// vCPU 0 of an ended or held guest waits for the monitor's `restart`.
+/// vCPU 0 of an ended or held guest waits for the monitor's `restart`; the guest then counts
+/// as running again.
 pub(super) fn wait_for_restart(guest: &Guest) {
     guest.is_restartable.store(true, Ordering::Release);
     loop {
@@ -83,6 +84,23 @@ pub(super) fn wait_for_restart(guest: &Guest) {
         }
     }
     guest.is_restartable.store(false, Ordering::Release);
+    crate::hypervisor::guest_resumed();
+}
+
+/// Starts the guest again from its images at the monitor's request; unlike a crash restart,
+/// its time limit counts anew.
+pub(super) fn restart_from_monitor<V: Vcpu>(
+    guest: &Guest,
+    vcpu: &mut V,
+    st: &mut VcpuState,
+) -> Result<(), String> {
+    log::info!(
+        target: "guest",
+        "restarted from the monitor: starting again from its images"
+    );
+    restart(guest, vcpu, st)?;
+    guest.arm_time_limit();
+    Ok(())
 }
 
 /// vCPU 0 acts on the monitor's `stop` or `restart`.
@@ -97,11 +115,7 @@ pub(super) fn handle_monitor<V: Vcpu>(
     guest.stats.lock().merge(&st.stats);
     st.stats = ExitStats::default();
     if request == MonitorRequest::Restart {
-        log::info!(
-            target: "guest",
-            "restarted from the monitor: starting again from its images"
-        );
-        restart(guest, vcpu, st)?;
+        restart_from_monitor(guest, vcpu, st)?;
         return Ok(Stretch::Reset);
     }
     // Stop: application processors go back to waiting for a SIPI, this vCPU waits for
@@ -114,11 +128,6 @@ pub(super) fn handle_monitor<V: Vcpu>(
     log::info!(target: "guest", "stopped from the monitor");
     crate::hypervisor::guest_held();
     wait_for_restart(guest);
-    crate::hypervisor::guest_resumed();
-    log::info!(
-        target: "guest",
-        "restarted from the monitor: starting again from its images"
-    );
-    restart(guest, vcpu, st)?;
+    restart_from_monitor(guest, vcpu, st)?;
     Ok(Stretch::Reset)
 }
