@@ -256,11 +256,3 @@ pub fn is_mapped(addr: u64) -> bool {
         .as_ref()
         .is_some_and(|t| t.translate(&FrameTables, addr).is_some())
 }
-
-/// Whether the tables currently contain a writable and executable page (for self-tests).
-pub fn has_writable_executable() -> bool {
-    HOST_TABLES
-        .lock()
-        .as_ref()
-        .is_none_or(|t| t.find_writable_executable(&FrameTables).is_some())
-}

@@ -11,8 +11,7 @@ use crate::println;
 
 type Test = (&'static str, fn() -> Result<(), &'static str>);
 
-const TESTS: [Test; 10] = [
-    ("no-writable-executable-page", no_wx),
+const TESTS: [Test; 9] = [
     ("host-tables-checked", host_tables_checked),
     ("stack-guards-unmapped", stack_guards_unmapped),
     ("timer-wakes", timer_wakes),
@@ -137,13 +136,6 @@ fn timer_wakes() -> Result<(), &'static str> {
         }
     }
     apic::disarm_timer();
-    Ok(())
-}
-
-fn no_wx() -> Result<(), &'static str> {
-    if page_tables::has_writable_executable() {
-        return Err("a page is writable and executable");
-    }
     Ok(())
 }
 
