@@ -16,7 +16,7 @@ use guest_virtio::rng::Rng;
 pub(crate) const VIRTIO_BASE: u64 = 0xD000_0000;
 pub(crate) const VIRTIO_SLOT_BYTES: u64 = 0x1000;
 pub(crate) const VIRTIO_SLOTS: u64 = 16;
-pub(crate) const IOAPIC_BASE: u64 = 0xFEC0_0000;
+pub(crate) const IOAPIC_BASE: u64 = guest_rt::ioapic::DEFAULT_BASE;
 const IOAPIC_IOREGSEL: u64 = 0x00;
 const IOAPIC_IOWIN: u64 = 0x10;
 /// The first redirection-table register index (82093AA datasheet §3.2.4).

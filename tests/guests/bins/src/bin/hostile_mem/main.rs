@@ -50,8 +50,8 @@ const EMULATED: [(u64, u64); 3] = [
     (0xFEC0_0000, 0xFEC0_1000),
     (0xFEE0_0000, 0xFEE0_1000),
 ];
-const IOAPIC: u64 = 0xFEC0_0000;
-const LAPIC: u64 = 0xFEE0_0000;
+const IOAPIC: u64 = guest_rt::ioapic::DEFAULT_BASE;
+const LAPIC: u64 = guest_rt::apic::DEFAULT_XAPIC_BASE;
 /// Addresses in the device window where real machines have something: PCIe ECAM, HPET, the
 /// page after each emulated device, the firmware flash below 4 GiB.
 const DEVICE_SPOTS: [u64; 9] = [
