@@ -14,17 +14,9 @@ const MODE_SHIFT: u32 = 8;
 const LOGICAL: u32 = 1 << 11;
 const ASSERT: u32 = 1 << 14;
 const ALL_BUT_SELF: u32 = 0b11 << 18;
-/// Delivery modes: fixed, lowest priority, SMI, reserved, NMI, INIT, start-up, ExtINT.
-const DELIVERY_MODES: [(u32, &str); 8] = [
-    (0, "fixed"),
-    (1, "lowest"),
-    (2, "smi"),
-    (3, "reserved"),
-    (4, "nmi"),
-    (5, "init"),
-    (6, "sipi"),
-    (7, "extint"),
-];
+/// Delivery modes 0..=7: fixed, lowest priority, SMI, reserved, NMI, INIT, start-up, ExtINT.
+const DELIVERY_MODES: u32 = 8;
+const MODE_STARTUP: u32 = 6;
 /// The vector fixed and lowest-priority IPIs carry (start-up: page 0x40000).
 const VECTOR: u8 = 0x40;
 /// Physical xAPIC destinations other than this vCPU (ID 0). 0xFF is the xAPIC broadcast,
@@ -42,8 +34,12 @@ const SETTLE_MS: u64 = 20;
 fn blast(dests: &[u32], logical_all: u32) -> (u64, Option<(u32, u32, guest_rt::fault::Fault)>) {
     let mut sent = 0;
     let mut wrong = None;
-    for (mode, _) in DELIVERY_MODES {
-        let vector = if mode == 6 { 0x08 } else { u32::from(VECTOR) };
+    for mode in 0..DELIVERY_MODES {
+        let vector = if mode == MODE_STARTUP {
+            0x08
+        } else {
+            u32::from(VECTOR)
+        };
         let low = (mode << MODE_SHIFT) | ASSERT | vector;
         let targets = dests
             .iter()
