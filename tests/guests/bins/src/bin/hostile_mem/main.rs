@@ -26,7 +26,8 @@ mod window;
 use guest_rt::cpu::{cpuid, rdtsc, tsc_hz};
 use guest_rt::fault::{catch, Fault};
 use guest_rt::idt::PF;
-use guest_rt::{exit, println, Checks, StartInfo};
+use guest_rt::setup::number;
+use guest_rt::{println, Checks, StartInfo};
 
 use window::Level;
 
@@ -314,13 +315,7 @@ fn table_in_ioapic_write(checks: &mut Checks) -> u64 {
 }
 
 fn main(info: &'static StartInfo) -> ! {
-    let slots = match info.args().get_u64("slots") {
-        Ok(n) => n.unwrap_or(DEFAULT_SLOTS),
-        Err(e) => {
-            println!("FAIL hostile-mem: {e}");
-            exit(1)
-        }
-    };
+    let slots = number(&info.args(), "slots", DEFAULT_SLOTS);
     let bits = (cpuid(0x8000_0008, 0).eax & 0xFF).clamp(32, 52);
     println!("hostile-mem: {bits} physical address bits");
     let start = rdtsc();
