@@ -299,15 +299,28 @@ pub fn send_fixed_ipi(vector: u8, dest: Destination) -> Result<(), ApicError> {
         Destination::AllIncludingSelf => (ICR_SHORTHAND_ALL, 0),
         Destination::AllExcludingSelf => (ICR_SHORTHAND_ALL_BUT_SELF, 0),
     };
-    let low = ICR_LEVEL_ASSERT | shorthand | u32::from(vector);
+    // SAFETY: fixed delivery only raises `vector`, which the IDT handles like any interrupt.
+    unsafe { send_icr(ICR_LEVEL_ASSERT | shorthand | u32::from(vector), dest_id) }
+}
+
+/// Writes the ICR with `low` (vector, delivery mode, destination mode, shorthand) and
+/// destination `dest`, in whichever mode the APIC is in: one 64-bit MSR write in x2APIC mode
+/// (SDM §11.12.9), ICR high then low in xAPIC mode (`dest` is the 8-bit ID, SDM §11.6.1),
+/// waiting for the delivery status to clear. A disabled APIC sends nothing.
+///
+/// # Safety
+/// The IPI must not reach this CPU with a delivery mode that takes it away from the running
+/// code (INIT, start-up, SMI), nor an NMI that the caller has not prepared for.
+pub unsafe fn send_icr(low: u32, dest: u32) -> Result<(), ApicError> {
     match mode() {
         Some(Mode::X2Apic) => {
-            // SAFETY: one 64-bit write of the x2APIC ICR sends the IPI (SDM §11.12.9).
-            unsafe { wrmsr(MSR_X2APIC_ICR, (u64::from(dest_id) << 32) | u64::from(low)) };
+            // SAFETY: one write of the x2APIC ICR sends the IPI; the caller vouches for where
+            // it goes.
+            unsafe { wrmsr(MSR_X2APIC_ICR, (u64::from(dest) << 32) | u64::from(low)) };
             Ok(())
         }
         Some(Mode::XApic) => {
-            write(reg::ICR_HIGH, dest_id << 24);
+            write(reg::ICR_HIGH, dest << 24);
             write(reg::ICR_LOW, low);
             for _ in 0..ICR_POLLS {
                 if read(reg::ICR_LOW) & ICR_DELIVERY_PENDING == 0 {

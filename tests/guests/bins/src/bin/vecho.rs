@@ -9,7 +9,7 @@
 #![no_main]
 
 use guest_rt::line::LineEcho;
-use guest_rt::setup::fail_setup;
+use guest_rt::setup::{alloc, fail_setup};
 use guest_rt::{dma, println, Checks, StartInfo};
 use guest_virtio::window;
 use guest_virtio::GuestHal;
@@ -48,7 +48,7 @@ fn main(info: &'static StartInfo) -> ! {
     let mut rx = VirtQueue::<GuestHal, QUEUE_SIZE>::new(&mut t, RX_QUEUE, false, false)
         .unwrap_or_else(|e| fail_setup(e));
     t.finish_init();
-    let addr = dma::alloc(RX_BYTES).unwrap_or_else(|e| fail_setup(e));
+    let addr = alloc(RX_BYTES);
     // SAFETY: the pool hands these bytes out once; identity-mapped RAM nothing else uses.
     let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, RX_BYTES as usize) };
     println!("vecho: ready (virtio-console at {:#x})", w.base());

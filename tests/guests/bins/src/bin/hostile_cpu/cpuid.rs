@@ -14,19 +14,16 @@ const RANGES: [(u32, u32); 4] = [
 ];
 const ODD_LEAVES: [u32; 4] = [0x2000_0000, 0x7FFF_FFFF, 0x8FFF_FFFF, 0xFFFF_FFFF];
 const SUBLEAVES: u32 = 4;
-/// Leaf 1 ECX: VMX, SMX (Intel SDM vol.2A table 3-10); leaf 0x8000_0001 ECX: SVM (AMD APM
-/// vol.3 appendix E.4.2).
-const L1_ECX_VMX: u32 = 1 << 5;
+/// Leaf 1 ECX bit 6: SMX (Intel SDM vol.2A table 3-10); VMX and SVM come from `guest_rt::cpu`.
 const L1_ECX_SMX: u32 = 1 << 6;
-const E1_ECX_SVM: u32 = 1 << 2;
 /// Leaf 0x8000_000A: SVM revision and features; zero when SVM is absent.
 const LEAF_SVM_FEATURES: u32 = 0x8000_000A;
 /// Leaf 7.0 EBX SGX, ECX LA57 (5-level paging, hidden: Bulkhead walks 4 levels).
 const L7_EBX_SGX: u32 = 1 << 2;
 const L7_ECX_LA57: u32 = 1 << 16;
-/// Bulkhead's leaves end at 0x4000_0010; 0x4000_0100 up is where a second hypervisor's
+/// Bulkhead's leaves end at its timing leaf; 0x4000_0100 up is where a second hypervisor's
 /// signature would be looked for.
-const HV_LAST_LEAF: u32 = 0x4000_0010;
+const HV_LAST_LEAF: u32 = cpu::HV_LEAF_TIMING;
 const HV_SECOND_BASE: u32 = 0x4000_0100;
 
 fn regs(r: Cpuid) -> [u32; 4] {
@@ -70,7 +67,7 @@ pub(crate) fn check(checks: &mut Checks) -> u64 {
     let l1 = cpuid(1, 0);
     checks.expect(
         "cpuid-no-vmx-smx",
-        l1.ecx & (L1_ECX_VMX | L1_ECX_SMX) == 0 && l1.ecx & cpu::LEAF1_ECX_HYPERVISOR != 0,
+        l1.ecx & (cpu::LEAF1_ECX_VMX | L1_ECX_SMX) == 0 && l1.ecx & cpu::LEAF1_ECX_HYPERVISOR != 0,
         format_args!(
             "leaf 1 ECX {:#x}: VMX/SMX set or hypervisor bit clear",
             l1.ecx
@@ -80,7 +77,7 @@ pub(crate) fn check(checks: &mut Checks) -> u64 {
     let svm = regs(cpuid(LEAF_SVM_FEATURES, 0));
     checks.expect(
         "cpuid-no-svm",
-        e1.ecx & E1_ECX_SVM == 0 && svm == [0; 4],
+        e1.ecx & cpu::EXT1_ECX_SVM == 0 && svm == [0; 4],
         format_args!(
             "leaf 0x80000001 ECX {:#x}, leaf 0x8000000a {svm:x?}: SVM visible",
             e1.ecx

@@ -3,32 +3,20 @@
 //! no NMI or INIT back at this vCPU, no fixed vector pending here afterwards.
 
 use guest_rt::apic::{self, reg, Mode};
-use guest_rt::cpu::wrmsr;
 use guest_rt::fault::catch;
 use guest_rt::idt::GP;
 use guest_rt::time::spin_ms;
 use guest_rt::{println, Checks};
 
-const MSR_X2APIC_ICR: u32 = 0x830;
 /// ICR fields (Intel SDM vol.3 §11.6.1): delivery mode bits 10:8, logical destination bit 11,
 /// level assert bit 14, destination shorthand bits 19:18.
 const MODE_SHIFT: u32 = 8;
 const LOGICAL: u32 = 1 << 11;
 const ASSERT: u32 = 1 << 14;
 const ALL_BUT_SELF: u32 = 0b11 << 18;
-const ICR_PENDING: u32 = 1 << 12;
-const ICR_POLLS: u32 = 10_000;
-/// Delivery modes: fixed, lowest priority, SMI, reserved, NMI, INIT, start-up, ExtINT.
-const DELIVERY_MODES: [(u32, &str); 8] = [
-    (0, "fixed"),
-    (1, "lowest"),
-    (2, "smi"),
-    (3, "reserved"),
-    (4, "nmi"),
-    (5, "init"),
-    (6, "sipi"),
-    (7, "extint"),
-];
+/// Delivery modes 0..=7: fixed, lowest priority, SMI, reserved, NMI, INIT, start-up, ExtINT.
+const DELIVERY_MODES: u32 = 8;
+const MODE_STARTUP: u32 = 6;
 /// The vector fixed and lowest-priority IPIs carry (start-up: page 0x40000).
 const VECTOR: u8 = 0x40;
 /// Physical xAPIC destinations other than this vCPU (ID 0). 0xFF is the xAPIC broadcast,
@@ -40,35 +28,18 @@ const X2APIC_DESTS: [u32; 7] = [1, 2, 3, 0xFF, 0x100, 0xFFFF, 0xFFFF_FFFE];
 /// How long to let anything that was delivered arrive.
 const SETTLE_MS: u64 = 20;
 
-fn xapic_send(low: u32, dest: u32) {
-    apic::write(reg::ICR_HIGH, dest << 24);
-    apic::write(reg::ICR_LOW, low);
-    for _ in 0..ICR_POLLS {
-        if apic::read(reg::ICR_LOW) & ICR_PENDING == 0 {
-            break;
-        }
-        core::hint::spin_loop();
-    }
-}
-
-fn x2apic_send(low: u32, dest: u32) {
-    // SAFETY: one write of the x2APIC ICR sends an IPI to `dest`, which this guest does not
-    // own; isolation says it reaches nobody.
-    unsafe { wrmsr(MSR_X2APIC_ICR, (u64::from(dest) << 32) | u64::from(low)) };
-}
-
 /// Sends every mode to every destination in `dests`, plus logical 0xFF (nobody: this vCPU's
 /// logical ID is 0) and the all-but-self shorthand. Returns sends attempted and the first
 /// fault other than #GP.
-fn blast(
-    send: fn(u32, u32),
-    dests: &[u32],
-    logical_all: u32,
-) -> (u64, Option<(u32, u32, guest_rt::fault::Fault)>) {
+fn blast(dests: &[u32], logical_all: u32) -> (u64, Option<(u32, u32, guest_rt::fault::Fault)>) {
     let mut sent = 0;
     let mut wrong = None;
-    for (mode, _) in DELIVERY_MODES {
-        let vector = if mode == 6 { 0x08 } else { u32::from(VECTOR) };
+    for mode in 0..DELIVERY_MODES {
+        let vector = if mode == MODE_STARTUP {
+            0x08
+        } else {
+            u32::from(VECTOR)
+        };
         let low = (mode << MODE_SHIFT) | ASSERT | vector;
         let targets = dests
             .iter()
@@ -76,7 +47,9 @@ fn blast(
             .chain([(low | LOGICAL, logical_all), (low | ALL_BUT_SELF, 0)]);
         for (low, dest) in targets {
             sent += 1;
-            if let Err(f) = catch(|| send(low, dest)) {
+            // SAFETY: no target is this vCPU: `dests` leave out its ID 0, `logical_all` its
+            // logical ID, and the shorthand is all-but-self. Delivery status is not judged.
+            if let Err(f) = catch(|| unsafe { apic::send_icr(low, dest) }) {
                 if f.vector != GP {
                     wrong.get_or_insert((low, dest, f));
                 }
@@ -107,7 +80,7 @@ pub(crate) fn check(checks: &mut Checks) -> u64 {
     let mut sent = 0;
     match apic::enable(Mode::XApic) {
         Ok(()) => {
-            let (n, wrong) = blast(xapic_send, &XAPIC_DESTS, 0xFF);
+            let (n, wrong) = blast(&XAPIC_DESTS, 0xFF);
             sent += n;
             judge(checks, "ipi-xapic", wrong);
             println!(
@@ -125,7 +98,7 @@ pub(crate) fn check(checks: &mut Checks) -> u64 {
         Ok(()) => {
             // Logical 0xFFFF_FFFF is the x2APIC broadcast; cluster 0 without member 0 (this vCPU)
             // reaches nobody here.
-            let (n, wrong) = blast(x2apic_send, &X2APIC_DESTS, 0x0000_FFFE);
+            let (n, wrong) = blast(&X2APIC_DESTS, 0x0000_FFFE);
             sent += n;
             judge(checks, "ipi-x2apic", wrong);
         }

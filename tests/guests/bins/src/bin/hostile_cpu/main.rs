@@ -33,7 +33,8 @@ mod msrs;
 mod storm;
 
 use guest_rt::cpu::{self, rdtsc};
-use guest_rt::{exit, println, Checks, StartInfo};
+use guest_rt::setup::{fail_setup, number};
+use guest_rt::{println, Checks, StartInfo};
 
 guest_rt::guest!("hostile-cpu", main);
 
@@ -50,16 +51,9 @@ fn main(info: &'static StartInfo) -> ! {
     let args = info.args();
     if !cpu::is_bulkhead() {
         // Every check here states what Bulkhead does; on other hypervisors it means nothing.
-        println!("FAIL hostile-cpu: not running under Bulkhead (CPUID 0x40000000)");
-        exit(1)
+        fail_setup("not running under Bulkhead (CPUID 0x40000000)");
     }
-    let storm = match args.get_u64("storm") {
-        Ok(n) => n.unwrap_or(DEFAULT_STORM),
-        Err(e) => {
-            println!("FAIL hostile-cpu: {e}");
-            exit(1)
-        }
-    };
+    let storm = number(&args, "storm", DEFAULT_STORM);
     let skip_msr = args.values("skip").any(|v| v == "msr");
     let start = rdtsc();
     let mut checks = Checks::new("hostile-cpu");

@@ -23,7 +23,6 @@ const MOVING: [u32; 2] = [0x10, 0x839];
 /// (EOI): left to the IPI cases.
 const X2APIC_SIDE_EFFECTS: [u32; 3] = [0x80B, 0x830, 0x83F];
 
-const MSR_APIC_BASE: u32 = 0x1B;
 const MSR_FEATURE_CONTROL: u32 = 0x3A;
 const MSR_MCG_STATUS: u32 = 0x17A;
 const MSR_EFER: u32 = 0xC000_0080;
@@ -36,9 +35,6 @@ const AMD_MODEL_SPECIFIC: (u32, u32) = (0xC001_0000, 0xC001_0113);
 const EFER_SVME: u64 = 1 << 12;
 const EFER_RESERVED: u64 = 1 << 20;
 const APIC_BASE_ADDR_MASK: u64 = 0x000F_FFFF_FFFF_F000;
-const APIC_DEFAULT_BASE: u64 = 0xFEE0_0000;
-/// xAPIC version register offset; the low byte is the version (0x1X for integrated APICs).
-const APIC_VERSION: u64 = 0x30;
 /// Addresses a guest might hope are the hypervisor's: where Bulkhead is linked (2 MiB host
 /// physical), the first MiB, the top of a 52-bit space, a misaligned one.
 const HOSTILE_PHYS: [u64; 5] = [0x20_0000, 0x1000, 0x000F_FFFF_FFFF_F000, 0x1234_5678, !0];
@@ -218,7 +214,7 @@ fn apic_base(checks: &mut Checks) -> u64 {
     for base in HOSTILE_PHYS.iter().copied().chain([target]) {
         attempts += 1;
         let value = (base & APIC_BASE_ADDR_MASK) | (original & !APIC_BASE_ADDR_MASK);
-        let write = try_write(MSR_APIC_BASE, value);
+        let write = try_write(apic::MSR_APIC_BASE, value);
         let now = apic::base_msr();
         let moved = now & APIC_BASE_ADDR_MASK != original & APIC_BASE_ADDR_MASK;
         let page_intact = TARGET
@@ -227,12 +223,15 @@ fn apic_base(checks: &mut Checks) -> u64 {
             .enumerate()
             .all(|(i, word)| word.load(Ordering::SeqCst) == pattern(i));
         // SAFETY: the xAPIC page is identity-mapped uncacheable by the boot stub; the version
-        // register has no read side effects.
-        let version = unsafe { guest_rt::mmio::read32(APIC_DEFAULT_BASE + APIC_VERSION) } & 0xFF;
+        // register has no read side effects. Its low byte is the version (0x1X for an
+        // integrated APIC); 0xFF means nothing answers at the xAPIC page any more.
+        let version = unsafe {
+            guest_rt::mmio::read32(apic::DEFAULT_XAPIC_BASE + u64::from(apic::reg::VERSION))
+        } & 0xFF;
         if moved || !page_intact || version == 0xFF {
             problem.get_or_insert((base, write, now, page_intact, version));
         }
-        let _ = try_write(MSR_APIC_BASE, original);
+        let _ = try_write(apic::MSR_APIC_BASE, original);
     }
     match problem {
         None => checks.pass("msr-hostile-apic-base"),

@@ -9,6 +9,7 @@
 
 use guest_rt::apic::{self, Mode};
 use guest_rt::cpu::{inb, inl, outb, outl, rdmsr, wrmsr};
+use guest_rt::ioapic::IoApic;
 use guest_rt::{fault, mmio};
 use guest_virtio::rng::Rng;
 
@@ -16,8 +17,7 @@ use guest_virtio::rng::Rng;
 pub(crate) const VIRTIO_BASE: u64 = 0xD000_0000;
 pub(crate) const VIRTIO_SLOT_BYTES: u64 = 0x1000;
 pub(crate) const VIRTIO_SLOTS: u64 = 16;
-pub(crate) const IOAPIC_BASE: u64 = 0xFEC0_0000;
-const IOAPIC_IOREGSEL: u64 = 0x00;
+pub(crate) const IOAPIC_BASE: u64 = guest_rt::ioapic::DEFAULT_BASE;
 const IOAPIC_IOWIN: u64 = 0x10;
 /// The first redirection-table register index (82093AA datasheet §3.2.4).
 const IOAPIC_FIRST_REDIR: u32 = 0x10;
@@ -73,6 +73,15 @@ fn defuse_entry(low: u32) -> u32 {
         low | MASKED
     } else {
         low
+    }
+}
+
+/// `value` for I/O APIC register `index`, defused when it is a redirection entry's low word.
+fn defuse_if_redir_low(index: u32, value: u32) -> u32 {
+    if index >= IOAPIC_FIRST_REDIR && index.is_multiple_of(2) {
+        defuse_entry(value)
+    } else {
+        value
     }
 }
 
@@ -250,18 +259,12 @@ pub(crate) fn x2apic(rng: &mut Rng, iterations: u64) -> Tally {
 /// vectors and destinations this guest does not own), the EOI register, and raw accesses
 /// anywhere else in its page.
 pub(crate) fn ioapic(rng: &mut Rng, iterations: u64) -> Tally {
+    // SAFETY: the guest's own I/O APIC at Bulkhead's address, programmed by nothing else
+    // while the storm runs; every redirection entry written is defused first.
+    let io = unsafe { IoApic::new(IOAPIC_BASE) };
     // Every register index once (all redirection entries and beyond), defused like the rest.
     for index in 0..0x100u32 {
-        let value = if index >= IOAPIC_FIRST_REDIR && index.is_multiple_of(2) {
-            defuse_entry(rng.next_u32())
-        } else {
-            rng.next_u32()
-        };
-        // SAFETY: the guest's I/O APIC; redirection entries defused above.
-        unsafe {
-            mmio::write32(IOAPIC_BASE + IOAPIC_IOREGSEL, index);
-            mmio::write32(IOAPIC_BASE + IOAPIC_IOWIN, value);
-        }
+        io.write(index, defuse_if_redir_low(index, rng.next_u32()));
     }
     for _ in 0..iterations {
         if rng.chance(3, 4) {
@@ -270,21 +273,11 @@ pub(crate) fn ioapic(rng: &mut Rng, iterations: u64) -> Tally {
             } else {
                 rng.below(0x100)
             } as u32;
-            let mut value = rng.next_u32();
-            let is_redir_low = index >= IOAPIC_FIRST_REDIR && index.is_multiple_of(2);
-            if is_redir_low {
-                value = defuse_entry(value);
-            }
-            // SAFETY: the guest's I/O APIC; redirection entries defused above.
-            unsafe {
-                mmio::write32(IOAPIC_BASE + IOAPIC_IOREGSEL, index);
-                if rng.chance(3, 4) {
-                    mmio::write32(IOAPIC_BASE + IOAPIC_IOWIN, value);
-                } else {
-                    {
-                        let _ = mmio::read32(IOAPIC_BASE + IOAPIC_IOWIN);
-                    };
-                }
+            let value = defuse_if_redir_low(index, rng.next_u32());
+            if rng.chance(3, 4) {
+                io.write(index, value);
+            } else {
+                let _ = io.read(index);
             }
         } else {
             let mut offset = rng.below(0x1000);

@@ -21,7 +21,7 @@ mod disk;
 
 use guest_rt::cmdline::Cmdline;
 use guest_rt::cpu::rdtsc;
-use guest_rt::setup::fail_setup;
+use guest_rt::setup::{alloc, fail_setup};
 use guest_rt::{dma, exit, println, time, StartInfo};
 use guest_virtio::hash::Fnv1a;
 use guest_virtio::window::{self, DEVICE_BLK};
@@ -84,7 +84,7 @@ fn main(info: &'static StartInfo) -> ! {
     if sectors == 0 {
         fail_setup("the disk has no sectors");
     }
-    let addr = dma::alloc(CHUNK_BYTES).unwrap_or_else(|err| fail_setup(err));
+    let addr = alloc(CHUNK_BYTES);
     // SAFETY: the pool hands these bytes out once; identity-mapped RAM nothing else uses.
     let buf = unsafe { core::slice::from_raw_parts_mut(addr as *mut u8, CHUNK_BYTES as usize) };
     let mut expected = number(&args, "expect");

@@ -26,7 +26,8 @@ mod window;
 use guest_rt::cpu::{cpuid, rdtsc, tsc_hz};
 use guest_rt::fault::{catch, Fault};
 use guest_rt::idt::PF;
-use guest_rt::{exit, println, Checks, StartInfo};
+use guest_rt::setup::number;
+use guest_rt::{println, Checks, StartInfo};
 
 use window::Level;
 
@@ -50,8 +51,8 @@ const EMULATED: [(u64, u64); 3] = [
     (0xFEC0_0000, 0xFEC0_1000),
     (0xFEE0_0000, 0xFEE0_1000),
 ];
-const IOAPIC: u64 = 0xFEC0_0000;
-const LAPIC: u64 = 0xFEE0_0000;
+const IOAPIC: u64 = guest_rt::ioapic::DEFAULT_BASE;
+const LAPIC: u64 = guest_rt::apic::DEFAULT_XAPIC_BASE;
 /// Addresses in the device window where real machines have something: PCIe ECAM, HPET, the
 /// page after each emulated device, the firmware flash below 4 GiB.
 const DEVICE_SPOTS: [u64; 9] = [
@@ -314,13 +315,7 @@ fn table_in_ioapic_write(checks: &mut Checks) -> u64 {
 }
 
 fn main(info: &'static StartInfo) -> ! {
-    let slots = match info.args().get_u64("slots") {
-        Ok(n) => n.unwrap_or(DEFAULT_SLOTS),
-        Err(e) => {
-            println!("FAIL hostile-mem: {e}");
-            exit(1)
-        }
-    };
+    let slots = number(&info.args(), "slots", DEFAULT_SLOTS);
     let bits = (cpuid(0x8000_0008, 0).eax & 0xFF).clamp(32, 52);
     println!("hostile-mem: {bits} physical address bits");
     let start = rdtsc();

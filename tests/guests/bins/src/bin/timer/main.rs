@@ -19,7 +19,7 @@ use core::sync::atomic::{AtomicU64, Ordering};
 use guest_rt::apic::{self, Mode};
 use guest_rt::cpu::{initial_apic_id, is_bulkhead, rdtsc};
 use guest_rt::idt::ExceptionFrame;
-use guest_rt::setup::fail_setup;
+use guest_rt::setup::{fail_setup, number};
 use guest_rt::{irq, println, time, Checks, StartInfo};
 
 guest_rt::guest!("timer", main);
@@ -120,10 +120,6 @@ pub(crate) fn wait_until(setup: &Setup, timeout_us: u64, done: impl Fn() -> bool
 
 fn parse_setup(info: &StartInfo) -> Setup {
     let args = info.args();
-    let number = |key, default| match args.get_u64(key) {
-        Ok(value) => value.unwrap_or(default),
-        Err(err) => fail_setup(err),
-    };
     let is_bulkhead = match args.get("expect") {
         Some("bulkhead") => true,
         Some("bare") => false,
@@ -154,9 +150,9 @@ fn parse_setup(info: &StartInfo) -> Setup {
     Setup {
         tsc_hz,
         timer_hz,
-        ticks: number("ticks", 10).clamp(2, MAX_TICKS as u64),
-        period_us: number("period_us", 10_000).clamp(100, 1_000_000),
-        tolerance_pct: number("tolerance_pct", 25).clamp(1, 99),
+        ticks: number(&args, "ticks", 10).clamp(2, MAX_TICKS as u64),
+        period_us: number(&args, "period_us", 10_000).clamp(100, 1_000_000),
+        tolerance_pct: number(&args, "tolerance_pct", 25).clamp(1, 99),
         is_bulkhead,
     }
 }
