@@ -126,8 +126,9 @@ fn spawn(
         .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))
 }
 
-/// Waits for `child` until `timeout`, killing it then.
-fn wait(child: &mut Child, timeout: Duration) -> Outcome {
+/// Waits for `child` until `timeout`, killing it then. The bench and `cargo xtask linux`
+/// wait on their emulators with this too.
+pub fn wait(child: &mut Child, timeout: Duration) -> Outcome {
     let start = Instant::now();
     loop {
         match child.try_wait() {
@@ -261,7 +262,8 @@ fn follow(
     })
 }
 
-fn read_log(path: &Path) -> String {
+/// A serial log as text (invalid UTF-8 replaced; empty when it cannot be read).
+pub fn read_log(path: &Path) -> String {
     std::fs::read(path)
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default()
