@@ -13,7 +13,9 @@ use std::time::Instant;
 use crate::args::{self, Spec};
 use crate::fuzz_report::{self, TargetRun};
 use crate::paths;
+use crate::runner;
 use crate::sys::{self, Need};
+use crate::verdict;
 
 /// The toolchain cargo-fuzz builds with (libFuzzer's instrumentation needs `-Z` flags).
 const NIGHTLY: &str = "nightly";
@@ -200,7 +202,8 @@ fn run_target(bin_dir: &Path, name: &str, seconds: u32) -> Result<TargetRun, Str
         .status()
         .map_err(|e| format!("cannot start fuzz target {name}: {e}"))?;
     let elapsed = started.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Lossy: a crashing target may print any bytes, and its log must still be read.
+    let text = runner::read_log(&log_path);
     let found = failure_artifacts(&artifacts);
     let run = TargetRun {
         name: name.to_owned(),
@@ -214,8 +217,7 @@ fn run_target(bin_dir: &Path, name: &str, seconds: u32) -> Result<TargetRun, Str
     };
     if run.failed() {
         println!("xtask: fuzz: {name} FAILED; the end of its log:");
-        let lines: Vec<&str> = text.lines().collect();
-        for line in &lines[lines.len().saturating_sub(40)..] {
+        for line in verdict::tail(&text, runner::TAIL_LINES) {
             println!("  | {line}");
         }
     }
