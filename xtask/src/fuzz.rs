@@ -34,6 +34,11 @@ pub fn out_dir() -> PathBuf {
     paths::target_dir().join("fuzz")
 }
 
+/// The JSON report, which `cargo xtask test --hostile` reads too.
+pub fn report_json() -> PathBuf {
+    out_dir().join("report.json")
+}
+
 /// The `[[bin]]` names in fuzz/Cargo.toml, in file order.
 pub fn targets() -> Result<Vec<String>, String> {
     let path = fuzz_dir().join("Cargo.toml");
@@ -234,11 +239,10 @@ pub fn campaign(names: &[String], seconds: u32) -> Result<Vec<TargetRun>, String
     }
     let out = out_dir();
     create_dir(&out)?;
-    for (file, text) in [
-        ("report.json", fuzz_report::json(&runs)),
-        ("report.md", fuzz_report::markdown(&runs)),
+    for (path, text) in [
+        (report_json(), fuzz_report::json(&runs)),
+        (out.join("report.md"), fuzz_report::markdown(&runs)),
     ] {
-        let path = out.join(file);
         std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     print!("{}", fuzz_report::table(&runs));
