@@ -5,14 +5,14 @@
 use std::path::{Path, PathBuf};
 
 use crate::iso::{self, IsoSpec};
+// Every bench Linux guest starts its command line with the words the Linux test manifests
+// use, so the kernel does the same work.
+use crate::linux::bench::BASE_CMDLINE;
 use crate::linux::{self, Artifacts};
 use crate::paths;
 
 /// The hypervisor's command line in every bench ISO: exit when all guests have stopped.
 const HV_CMDLINE: &str = "log=info test";
-/// The start of every bench Linux guest's command line: the words the Linux test manifests
-/// use, so the kernel does the same work.
-pub const LINUX_CMDLINE: &str = "console=ttyS0 loglevel=4";
 /// Size of each disk pass and network transfer.
 pub const BLK_MIB: u64 = 64;
 /// Passes over the disk per timed blk measurement: one 64 MiB pass takes only a few of the
@@ -63,7 +63,7 @@ fn linux_guest(name: &str, cmdline: &str) -> String {
     format!(
         "[[guest]]\nname = \"{name}\"\ncpus = 1\nmemory = \"{LINUX_MEM_MIB}M\"\n\
          kernel = \"../linux/vmlinuz\"\nformat = \"linux\"\ninitrd = \"bench-initrd.cpio\"\n\
-         cmdline = \"{LINUX_CMDLINE} {cmdline}\"\n"
+         cmdline = \"{BASE_CMDLINE} {cmdline}\"\n"
     )
 }
 

@@ -11,7 +11,7 @@ use super::parse::{self, ExitCounts, GuestFootprint, OwnFootprint};
 use super::runners::{self, HvBoot, PlainBoot, Run};
 use super::setup::{self, Iso, Media};
 use super::stats;
-use crate::linux::bench::uptime_in;
+use crate::linux::bench::{uptime_in, BASE_CMDLINE};
 use crate::machine::Emulator;
 
 /// Which benchmarks to run.
@@ -158,7 +158,7 @@ impl Suite<'_> {
         // Linux would calibrate its TSC against a PIT, which microvm under TCG does not offer
         // (the boot hangs): tell it the rate, as Bulkhead tells its Linux guests.
         let tsc = runners::host_tsc_khz().map_or(String::new(), |k| format!(" tsc_early_khz={k}"));
-        let cmdline = format!("{} {cmdline}{tsc}", setup::LINUX_CMDLINE);
+        let cmdline = format!("{BASE_CMDLINE} {cmdline}{tsc}");
         let run = runners::plain(&PlainBoot {
             kernel: &self.media.linux.vmlinuz,
             initrd: &self.media.initrd,
