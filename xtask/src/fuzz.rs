@@ -13,7 +13,9 @@ use std::time::Instant;
 use crate::args::{self, Spec};
 use crate::fuzz_report::{self, TargetRun};
 use crate::paths;
+use crate::runner;
 use crate::sys::{self, Need};
+use crate::verdict;
 
 /// The toolchain cargo-fuzz builds with (libFuzzer's instrumentation needs `-Z` flags).
 const NIGHTLY: &str = "nightly";
@@ -30,6 +32,11 @@ fn fuzz_dir() -> PathBuf {
 /// Everything generated: corpora, artifacts, logs, reports.
 pub fn out_dir() -> PathBuf {
     paths::target_dir().join("fuzz")
+}
+
+/// The JSON report, which `cargo xtask test --hostile` reads too.
+pub fn report_json() -> PathBuf {
+    out_dir().join("report.json")
 }
 
 /// The `[[bin]]` names in fuzz/Cargo.toml, in file order.
@@ -200,7 +207,8 @@ fn run_target(bin_dir: &Path, name: &str, seconds: u32) -> Result<TargetRun, Str
         .status()
         .map_err(|e| format!("cannot start fuzz target {name}: {e}"))?;
     let elapsed = started.elapsed().as_secs_f64();
-    let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+    // Lossy: a crashing target may print any bytes, and its log must still be read.
+    let text = runner::read_log(&log_path);
     let found = failure_artifacts(&artifacts);
     let run = TargetRun {
         name: name.to_owned(),
@@ -214,8 +222,7 @@ fn run_target(bin_dir: &Path, name: &str, seconds: u32) -> Result<TargetRun, Str
     };
     if run.failed() {
         println!("xtask: fuzz: {name} FAILED; the end of its log:");
-        let lines: Vec<&str> = text.lines().collect();
-        for line in &lines[lines.len().saturating_sub(40)..] {
+        for line in verdict::tail(&text, runner::TAIL_LINES) {
             println!("  | {line}");
         }
     }
@@ -232,11 +239,10 @@ pub fn campaign(names: &[String], seconds: u32) -> Result<Vec<TargetRun>, String
     }
     let out = out_dir();
     create_dir(&out)?;
-    for (file, text) in [
-        ("report.json", fuzz_report::json(&runs)),
-        ("report.md", fuzz_report::markdown(&runs)),
+    for (path, text) in [
+        (report_json(), fuzz_report::json(&runs)),
+        (out.join("report.md"), fuzz_report::markdown(&runs)),
     ] {
-        let path = out.join(file);
         std::fs::write(&path, text).map_err(|e| format!("writing {}: {e}", path.display()))?;
     }
     print!("{}", fuzz_report::table(&runs));

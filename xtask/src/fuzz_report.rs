@@ -91,47 +91,26 @@ fn rate(r: &TargetRun) -> f64 {
     }
 }
 
-/// `s` as a JSON string literal.
-fn json_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push('"');
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            c if (c as u32) < 0x20 => {
-                let _ = write!(out, "\\u{:04x}", c as u32);
-            }
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// `target/fuzz/report.json`: one object per target.
 pub fn json(runs: &[TargetRun]) -> String {
-    let mut out = String::from("{\n  \"targets\": [\n");
-    for (i, r) in runs.iter().enumerate() {
-        let artifacts: Vec<String> = r.artifacts.iter().map(|a| json_str(a)).collect();
-        let exit = r.exit_code.map_or("null".to_owned(), |c| c.to_string());
-        let _ = write!(
-            out,
-            "    {{\"name\": {}, \"seconds\": {:.1}, \"execs\": {}, \"crashes\": {}, \
-             \"corpus_size\": {}, \"exit_code\": {exit}, \"artifacts\": [{}], \"log\": {}}}",
-            json_str(&r.name),
-            r.seconds,
-            r.execs,
-            r.crashes,
-            r.corpus_size,
-            artifacts.join(", "),
-            json_str(&crate::paths::display(&r.log)),
-        );
-        out.push_str(if i + 1 < runs.len() { ",\n" } else { "\n" });
-    }
-    out.push_str("  ]\n}\n");
-    out
+    let targets: Vec<serde_json::Value> = runs
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "name": r.name,
+                // Tenths of a second are all the wall clock is good for.
+                "seconds": (r.seconds * 10.0).round() / 10.0,
+                "execs": r.execs,
+                "crashes": r.crashes,
+                "corpus_size": r.corpus_size,
+                "exit_code": r.exit_code,
+                "artifacts": r.artifacts,
+                "log": crate::paths::display(&r.log),
+            })
+        })
+        .collect();
+    // Value's alternate Display is the pretty printer, and cannot fail.
+    format!("{:#}\n", serde_json::json!({ "targets": targets }))
 }
 
 /// `target/fuzz/report.md`: the same as a Markdown table.
@@ -208,6 +187,11 @@ mod tests {
             assert!(j.contains(field), "{field} missing from {j}");
         }
         assert!(j.contains("\"corpus_size\": 7"));
+        let read = crate::hostile_report::parse_fuzz(&j).unwrap();
+        assert_eq!(
+            (read[0].name.as_str(), read[0].execs, read[0].crashes),
+            ("elf\"x", 100, 1)
+        );
         assert!(table(&runs).contains("artifact (elf\"x): target/fuzz/artifacts/elf/crash-1"));
         assert!(markdown(&runs).contains("| 2 | 100 | 50 | 7 | 1 |"));
         assert!(runs[0].failed());

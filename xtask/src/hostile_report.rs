@@ -13,6 +13,8 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use serde_json::Value;
+
 /// Scenarios in the battery besides those named `hostile*`.
 const ALSO_HOSTILE: [&str; 4] = [
     "virtio-hostile",
@@ -152,27 +154,36 @@ pub struct FuzzTarget {
     pub crashes: u64,
 }
 
+/// A non-negative count, rounded down; 0 for anything else.
+fn count(v: Option<&Value>) -> u64 {
+    v.and_then(|v| {
+        v.as_u64()
+            .or_else(|| v.as_f64().filter(|n| *n >= 0.0).map(|n| n as u64))
+    })
+    .unwrap_or(0)
+}
+
 /// Every object with an `execs` field, named by its `name`/`target` field or by the key it is
 /// found under; so the report reads `{"targets": {...}}`, `{"targets": [...]}` or a flat map.
-fn collect_fuzz(v: &json::Value, key: &str, out: &mut Vec<FuzzTarget>) {
+fn collect_fuzz(v: &Value, key: &str, out: &mut Vec<FuzzTarget>) {
     match v {
-        json::Value::Object(_) if v.get("execs").is_some() => {
+        Value::Object(members) if members.contains_key("execs") => {
             let name = ["name", "target"]
                 .iter()
-                .find_map(|k| v.get(k).and_then(json::Value::as_str))
+                .find_map(|k| members.get(*k).and_then(Value::as_str))
                 .unwrap_or(key);
             out.push(FuzzTarget {
                 name: name.to_owned(),
-                execs: v.get("execs").map_or(0, json::Value::as_count),
-                crashes: v.get("crashes").map_or(0, json::Value::as_count),
+                execs: count(members.get("execs")),
+                crashes: count(members.get("crashes")),
             });
         }
-        json::Value::Object(members) => {
+        Value::Object(members) => {
             for (k, child) in members {
                 collect_fuzz(child, k, out);
             }
         }
-        json::Value::Array(items) => {
+        Value::Array(items) => {
             for item in items {
                 collect_fuzz(item, key, out);
             }
@@ -183,7 +194,7 @@ fn collect_fuzz(v: &json::Value, key: &str, out: &mut Vec<FuzzTarget>) {
 
 /// The fuzz report's targets, or why it could not be read.
 pub fn parse_fuzz(text: &str) -> Result<Vec<FuzzTarget>, String> {
-    let v = json::parse(text)?;
+    let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     collect_fuzz(&v, "?", &mut out);
     Ok(out)
@@ -315,6 +326,5 @@ pub fn render(cases: &[CaseFigures], fuzz: &Fuzz, fuzz_path: &str) -> String {
     s
 }
 
-mod json;
 #[cfg(test)]
 mod tests;

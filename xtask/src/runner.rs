@@ -126,8 +126,9 @@ fn spawn(
         .map_err(|e| format!("cannot start {:?}: {e}", command.get_program()))
 }
 
-/// Waits for `child` until `timeout`, killing it then.
-fn wait(child: &mut Child, timeout: Duration) -> Outcome {
+/// Waits for `child` until `timeout`, killing it then. The bench and `cargo xtask linux`
+/// wait on their emulators with this too.
+pub fn wait(child: &mut Child, timeout: Duration) -> Outcome {
     let start = Instant::now();
     loop {
         match child.try_wait() {
@@ -261,7 +262,8 @@ fn follow(
     })
 }
 
-fn read_log(path: &Path) -> String {
+/// A serial log as text (invalid UTF-8 replaced; empty when it cannot be read).
+pub fn read_log(path: &Path) -> String {
     std::fs::read(path)
         .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
         .unwrap_or_default()
@@ -303,33 +305,6 @@ pub fn run_all(
         .collect()
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::scenario::Marker;
-
-    fn send(after: &str, text: &str) -> Send {
-        Send {
-            after: Marker::new(after).unwrap(),
-            bytes: text.as_bytes().to_vec(),
-        }
-    }
-
-    #[test]
-    fn each_send_waits_for_its_own_later_line() {
-        let mut t = Typist::new(vec![send("ready", "a"), send("ready|more", "b")]);
-        assert!(
-            t.feed(b"not yet\r\nrea").is_empty(),
-            "partial lines do not count"
-        );
-        assert_eq!(t.feed(b"dy\r\n"), vec![b"a".to_vec()]);
-        assert_eq!(t.next, 1);
-        assert_eq!(t.feed(b"\x1b[0mmore\nready\n"), vec![b"b".to_vec()]);
-        assert!(t.feed(b"ready\n").is_empty(), "all typed");
-        assert_eq!(t.next, 2);
-    }
-}
-
 /// Lines of serial log shown under a failure.
 pub const TAIL_LINES: usize = 40;
 
@@ -360,4 +335,31 @@ pub fn failure_report(result: &CaseResult) -> String {
         }
     }
     report
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::scenario::Marker;
+
+    fn send(after: &str, text: &str) -> Send {
+        Send {
+            after: Marker::new(after).unwrap(),
+            bytes: text.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn each_send_waits_for_its_own_later_line() {
+        let mut t = Typist::new(vec![send("ready", "a"), send("ready|more", "b")]);
+        assert!(
+            t.feed(b"not yet\r\nrea").is_empty(),
+            "partial lines do not count"
+        );
+        assert_eq!(t.feed(b"dy\r\n"), vec![b"a".to_vec()]);
+        assert_eq!(t.next, 1);
+        assert_eq!(t.feed(b"\x1b[0mmore\nready\n"), vec![b"b".to_vec()]);
+        assert!(t.feed(b"ready\n").is_empty(), "all typed");
+        assert_eq!(t.next, 2);
+    }
 }

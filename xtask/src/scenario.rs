@@ -121,8 +121,10 @@ pub fn unescape(text: &str) -> Result<Vec<u8>, String> {
             b'e' => out.push(0x1B),
             b'\\' => out.push(b'\\'),
             b'x' => {
+                // Checked digit by digit: from_str_radix would also take a sign (`\x+1`).
                 let hex = rest
                     .get(..2)
+                    .filter(|h| h.iter().all(u8::is_ascii_hexdigit))
                     .and_then(|h| std::str::from_utf8(h).ok())
                     .and_then(|h| u8::from_str_radix(h, 16).ok())
                     .ok_or_else(|| format!("`{text}`: \\x needs two hex digits"))?;
@@ -363,6 +365,7 @@ mod tests {
         assert_eq!(sends[1].bytes, b"plain\r");
         assert_eq!(unescape(r"a\\b\e\t\n").unwrap(), b"a\\b\x1b\t\n");
         assert!(unescape(r"\x1").unwrap_err().contains("two hex digits"));
+        assert!(unescape(r"\x+1").unwrap_err().contains("two hex digits"));
         assert!(unescape(r"\q").unwrap_err().contains("unknown escape"));
         assert!(unescape("end\\").unwrap_err().contains("lone backslash"));
     }

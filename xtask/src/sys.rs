@@ -163,6 +163,11 @@ fn missing_packages(needs: &[Need]) -> Vec<&'static str> {
     packages
 }
 
+/// Whether we run as root (effective uid 0, from /proc; false where that is not readable).
+pub fn is_root() -> bool {
+    effective_uid() == Some(0)
+}
+
 /// Effective user id from /proc (Linux); None where that is not readable.
 fn effective_uid() -> Option<u32> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
@@ -185,7 +190,8 @@ fn is_debian_like() -> bool {
         })
 }
 
-fn apt(args: &[&str]) -> Result<(), String> {
+/// Runs apt-get non-interactively, its output on this terminal.
+pub fn apt(args: &[&str]) -> Result<(), String> {
     println!("xtask: apt-get {}", args.join(" "));
     let status = Command::new("apt-get")
         .args(args)
@@ -210,7 +216,7 @@ pub fn ensure(needs: &[Need]) -> Result<(), String> {
         "apt-get update && apt-get install -y --no-install-recommends {}",
         missing.join(" ")
     );
-    let may_install = effective_uid() == Some(0) && is_debian_like() && on_path("apt-get");
+    let may_install = is_root() && is_debian_like() && on_path("apt-get");
     if !may_install {
         return Err(format!(
             "missing system packages: {}\ninstall them (as root) with:\n  {command}",

@@ -19,7 +19,7 @@ use crate::runner::{self, CaseResult, Job};
 use crate::scenario::{self, Case, Marker};
 use crate::sys::{self, Need};
 use crate::verdict::Problem;
-use crate::{cargo, hostile_report, linux, paths};
+use crate::{cargo, fuzz, hostile_report, linux, paths};
 
 const DEFAULT_JOBS: usize = 2;
 /// A line nobody prints: the self-check expects it, so its boot must fail.
@@ -323,7 +323,7 @@ fn hostile_summary(results: &[CaseResult], tally: &mut Tally) -> Result<(), Stri
         .iter()
         .map(|r| hostile_report::figures(&r.name, r.passed(), r.elapsed, &r.log))
         .collect();
-    let fuzz_path = paths::target_dir().join("fuzz").join("report.json");
+    let fuzz_path = fuzz::report_json();
     let fuzz = hostile_report::load_fuzz(&fuzz_path);
     let report = hostile_report::render(&figures, &fuzz, &paths::display(&fuzz_path));
     println!("==== hostile battery\n{report}");

@@ -27,9 +27,10 @@ pub fn load_size(elf: &[u8]) -> Option<(u64, u64)> {
     let (mut file, mut mem) = (0u64, 0u64);
     for i in 0..count {
         let at = phoff.checked_add(i.checked_mul(entsize)?)?;
-        if u32_at(elf, at + P_TYPE)? == PT_LOAD {
-            file += u64_at(elf, at + P_FILESZ)?;
-            mem += u64_at(elf, at + P_MEMSZ)?;
+        // Checked: a corrupt header must give `None`, not an overflow panic.
+        if u32_at(elf, at.checked_add(P_TYPE)?)? == PT_LOAD {
+            file = file.checked_add(u64_at(elf, at.checked_add(P_FILESZ)?)?)?;
+            mem = mem.checked_add(u64_at(elf, at.checked_add(P_MEMSZ)?)?)?;
         }
     }
     Some((file, mem))
@@ -58,6 +59,18 @@ mod tests {
         }
         assert_eq!(load_size(&elf), Some((150, 4196)));
         assert_eq!(load_size(b"not an elf"), None);
+        let mut huge = elf.clone();
+        for at in [0x40 + P_FILESZ, 0x40 + 2 * 0x38 + P_FILESZ] {
+            huge[at..at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        }
+        assert_eq!(load_size(&huge), None, "sizes that overflow are refused");
+        let mut far = elf.clone();
+        far[E_PHOFF..E_PHOFF + 8].copy_from_slice(&(u64::MAX - 8).to_le_bytes());
+        assert_eq!(
+            load_size(&far),
+            None,
+            "a table past the address space is refused"
+        );
         elf.truncate(0x50);
         assert_eq!(load_size(&elf), None);
     }

@@ -82,46 +82,44 @@ fn num(caps: &regex::Captures, i: usize) -> Option<u64> {
     caps.get(i)?.as_str().parse().ok()
 }
 
-/// The exit counts the hypervisor printed when `guest` stopped (the last such line).
-pub fn exit_counts(log: &str, guest: &str) -> Option<ExitCounts> {
+/// What follows `key` on the last line of `guest`'s (the hypervisor's `[... guest] ` prefix)
+/// that has it.
+fn after_last<'a>(log: &'a str, guest: &str, key: &str) -> Option<&'a str> {
     let head = format!(" {guest}] ");
     let line = log
         .lines()
-        .rfind(|l| l.contains(&head) && l.contains("exits total "))?;
-    let rest = &line[line.find("exits total ")? + "exits total ".len()..];
+        .rfind(|l| l.contains(&head) && l.contains(key))?;
+    Some(&line[line.find(key)? + key.len()..])
+}
+
+/// `name count, name count, ...`; items that do not end in a count are skipped.
+fn named_counts(list: &str) -> Vec<(String, u64)> {
+    list.split(',')
+        .filter_map(|item| {
+            let (name, count) = item.trim().rsplit_once(' ')?;
+            Some((name.to_owned(), count.parse().ok()?))
+        })
+        .collect()
+}
+
+/// The exit counts the hypervisor printed when `guest` stopped (the last such line).
+pub fn exit_counts(log: &str, guest: &str) -> Option<ExitCounts> {
+    let rest = after_last(log, guest, "exits total ")?;
     let (total, reasons) = rest.split_once(':').unwrap_or((rest, ""));
-    let mut counts = ExitCounts {
+    Some(ExitCounts {
         total: total.trim().parse().ok()?,
-        by_reason: Vec::new(),
-    };
-    for item in reasons.split(',') {
-        if let Some((name, count)) = item.trim().rsplit_once(' ') {
-            if let Ok(count) = count.parse() {
-                counts.by_reason.push((name.to_owned(), count));
-            }
-        }
-    }
-    Some(counts)
+        by_reason: named_counts(reasons),
+    })
 }
 
 /// The port I/O exits of `guest` by port (`io exits by port: 0x3f8 1200, …, other 5`, printed
 /// after its exit counts), as counts whose reasons are the ports.
 pub fn port_counts(log: &str, guest: &str) -> Option<ExitCounts> {
-    let head = format!(" {guest}] ");
-    const KEY: &str = "io exits by port: ";
-    let line = log
-        .lines()
-        .rfind(|l| l.contains(&head) && l.contains(KEY))?;
-    let mut counts = ExitCounts::default();
-    for item in line[line.find(KEY)? + KEY.len()..].split(',') {
-        if let Some((port, count)) = item.trim().rsplit_once(' ') {
-            if let Ok(count) = count.parse::<u64>() {
-                counts.total += count;
-                counts.by_reason.push((port.to_owned(), count));
-            }
-        }
-    }
-    Some(counts)
+    let by_reason = named_counts(after_last(log, guest, "io exits by port: ")?);
+    Some(ExitCounts {
+        total: by_reason.iter().map(|(_, count)| count).sum(),
+        by_reason,
+    })
 }
 
 /// The `BENCH` transfer lines printed by the guest whose lines start with `prefix` (`""` for a

@@ -5,14 +5,14 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::bochs;
 use crate::linux::bench::Watch;
 use crate::machine::{Accel, Cpu, Emulator, Firmware, Machine};
 use crate::qemu::{self, DirectLinux};
-
-const POLL: Duration = Duration::from_millis(20);
+use crate::runner;
+use crate::verdict::Outcome;
 
 /// What one boot left behind.
 #[derive(Clone, Debug, Default)]
@@ -58,21 +58,14 @@ fn sibling(log: &Path, what: &str) -> PathBuf {
     log.with_file_name(format!("{stem}.{what}"))
 }
 
+/// The emulator's exit code, or why it did not exit by itself.
 fn wait(child: &mut Child, timeout: Duration) -> Result<Option<i32>, String> {
-    let start = Instant::now();
-    loop {
-        match child.try_wait() {
-            Ok(Some(status)) => return Ok(status.code()),
-            Ok(None) if start.elapsed() < timeout => std::thread::sleep(POLL),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "timed out after {} s (emulator killed)",
-                    timeout.as_secs()
-                ));
-            }
-        }
+    match runner::wait(child, timeout) {
+        Outcome::Exited { code } => Ok(code),
+        Outcome::TimedOut(t) => Err(format!(
+            "timed out after {} s (emulator killed)",
+            t.as_secs()
+        )),
     }
 }
 
@@ -99,9 +92,8 @@ fn run(
         });
     let status = spawned.and_then(|mut child| wait(&mut child, timeout));
     let wall = watch.and_then(|w| w.finish().wall_s);
-    let bytes = std::fs::read(log).unwrap_or_default();
     let run = Run {
-        log: String::from_utf8_lossy(&bytes).into_owned(),
+        log: runner::read_log(log),
         wall_to_marker_s: wall,
         problem: None,
     };

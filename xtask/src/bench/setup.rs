@@ -2,17 +2,18 @@
 //! initramfs (tests/linux/bench-init as `/init`), a 64 MiB disk, one manifest per benchmark and
 //! an ISO for each.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::iso::{self, IsoSpec};
+// Every bench Linux guest starts its command line with the words the Linux test manifests
+// use, so the kernel does the same work.
+use crate::linux::bench::BASE_CMDLINE;
 use crate::linux::{self, Artifacts};
 use crate::paths;
 
 /// The hypervisor's command line in every bench ISO: exit when all guests have stopped.
 const HV_CMDLINE: &str = "log=info test";
-/// The start of every bench Linux guest's command line: the words the Linux test manifests
-/// use, so the kernel does the same work.
-pub const LINUX_CMDLINE: &str = "console=ttyS0 loglevel=4";
 /// Size of each disk pass and network transfer.
 pub const BLK_MIB: u64 = 64;
 /// Passes over the disk per timed blk measurement: one 64 MiB pass takes only a few of the
@@ -30,27 +31,21 @@ const HEART_BEATS: u64 = 20;
 pub const HEART_PERIOD_MS: u64 = 250;
 const NEIGHBOUR_MS: u64 = 8_000;
 
-/// One benchmark's boot media.
-#[derive(Clone, Debug)]
-pub struct Iso {
-    pub iso: PathBuf,
-}
-
-/// Everything the runs need.
+/// Everything the runs need; the ISOs are named after their manifests.
 #[derive(Clone, Debug)]
 pub struct Media {
     pub dir: PathBuf,
     pub linux: Artifacts,
     pub initrd: PathBuf,
     pub disk: PathBuf,
-    pub boot: Iso,
-    pub blk: Iso,
-    pub net: Iso,
-    pub exitbench: Iso,
-    pub exitbench_bochs: Iso,
-    pub noisy_alone: Iso,
-    pub noisy_quiet: Iso,
-    pub noisy_hammer: Iso,
+    pub boot: PathBuf,
+    pub blk: PathBuf,
+    pub net: PathBuf,
+    pub exitbench: PathBuf,
+    pub exitbench_bochs: PathBuf,
+    pub noisy_alone: PathBuf,
+    pub noisy_quiet: PathBuf,
+    pub noisy_hammer: PathBuf,
 }
 
 /// `target/bench` below the repository root (next to `target/linux`, which the manifests name
@@ -63,7 +58,7 @@ fn linux_guest(name: &str, cmdline: &str) -> String {
     format!(
         "[[guest]]\nname = \"{name}\"\ncpus = 1\nmemory = \"{LINUX_MEM_MIB}M\"\n\
          kernel = \"../linux/vmlinuz\"\nformat = \"linux\"\ninitrd = \"bench-initrd.cpio\"\n\
-         cmdline = \"{LINUX_CMDLINE} {cmdline}\"\n"
+         cmdline = \"{BASE_CMDLINE} {cmdline}\"\n"
     )
 }
 
@@ -198,7 +193,7 @@ pub fn prepare(kernel_elf: &Path, linux: Artifacts, runs: usize) -> Result<Media
     linux::initramfs_with_init(&linux, &init, &initrd)?;
     let disk = dir.join("disk.img");
     make_disk(&disk)?;
-    let mut isos = Vec::new();
+    let mut isos = BTreeMap::new();
     for (name, text) in manifests(runs) {
         let manifest = dir.join(name);
         write(&manifest, text.as_bytes())?;
@@ -208,23 +203,26 @@ pub fn prepare(kernel_elf: &Path, linux: Artifacts, runs: usize) -> Result<Media
             return Err(format!("{}: {w}", manifest.display()));
         }
         iso::build(&spec, &iso)?;
-        isos.push(Iso { iso });
+        isos.insert(name, iso);
     }
-    let mut take = isos.into_iter();
-    let mut next = || take.next().ok_or("a bench manifest has no ISO".to_owned());
+    // By name, so the fields do not depend on the order manifests() lists them in.
+    let mut iso = |name: &str| {
+        isos.remove(name)
+            .ok_or_else(|| format!("no bench manifest {name}"))
+    };
     Ok(Media {
         dir,
         linux,
         initrd,
         disk,
-        boot: next()?,
-        blk: next()?,
-        net: next()?,
-        exitbench: next()?,
-        exitbench_bochs: next()?,
-        noisy_alone: next()?,
-        noisy_quiet: next()?,
-        noisy_hammer: next()?,
+        boot: iso("boot.toml")?,
+        blk: iso("blk.toml")?,
+        net: iso("net.toml")?,
+        exitbench: iso("exitbench.toml")?,
+        exitbench_bochs: iso("exitbench-bochs.toml")?,
+        noisy_alone: iso("noisy-alone.toml")?,
+        noisy_quiet: iso("noisy-quiet.toml")?,
+        noisy_hammer: iso("noisy-hammer.toml")?,
     })
 }
 

@@ -2,16 +2,16 @@
 //! Each run boots Bulkhead and its peer back to back, the order swapped every other run so a
 //! drift in the machine's load does not always favour the same side.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Serialize;
 
 use super::parse::{self, ExitCounts, GuestFootprint, OwnFootprint};
 use super::runners::{self, HvBoot, PlainBoot, Run};
-use super::setup::{self, Iso, Media};
+use super::setup::{self, Media};
 use super::stats;
-use crate::linux::bench::uptime_in;
+use crate::linux::bench::{uptime_in, BASE_CMDLINE};
 use crate::machine::Emulator;
 
 /// Which benchmarks to run.
@@ -136,11 +136,11 @@ impl Suite<'_> {
         }
     }
 
-    fn hv(&mut self, what: &str, iso: &Iso, smp: u32, mem_mib: u32, timeout: Duration) -> Run {
+    fn hv(&mut self, what: &str, iso: &Path, smp: u32, mem_mib: u32, timeout: Duration) -> Run {
         let log = self.log(what);
         println!("xtask: bench: {what} (Bulkhead, QEMU TCG/SVM)");
         let run = runners::hypervisor(&HvBoot {
-            iso: &iso.iso,
+            iso,
             emulator: Emulator::Qemu,
             smp,
             mem_mib,
@@ -158,7 +158,7 @@ impl Suite<'_> {
         // Linux would calibrate its TSC against a PIT, which microvm under TCG does not offer
         // (the boot hangs): tell it the rate, as Bulkhead tells its Linux guests.
         let tsc = runners::host_tsc_khz().map_or(String::new(), |k| format!(" tsc_early_khz={k}"));
-        let cmdline = format!("{} {cmdline}{tsc}", setup::LINUX_CMDLINE);
+        let cmdline = format!("{BASE_CMDLINE} {cmdline}{tsc}");
         let run = runners::plain(&PlainBoot {
             kernel: &self.media.linux.vmlinuz,
             initrd: &self.media.initrd,
@@ -281,7 +281,7 @@ impl Suite<'_> {
         let log = self.log(&format!("exitbench-qemu-{run}"));
         println!("xtask: bench: exitbench-qemu-{run} (Bulkhead, QEMU TCG/SVM)");
         let r = runners::hypervisor(&HvBoot {
-            iso: &self.media.exitbench.iso,
+            iso: &self.media.exitbench,
             emulator: Emulator::Qemu,
             smp: 2,
             mem_mib: 128,
@@ -295,7 +295,7 @@ impl Suite<'_> {
             let log = self.log(&format!("exitbench-bochs-{run}"));
             println!("xtask: bench: exitbench-bochs-{run} (Bulkhead, Bochs/VMX)");
             let r = runners::hypervisor(&HvBoot {
-                iso: &self.media.exitbench_bochs.iso,
+                iso: &self.media.exitbench_bochs,
                 emulator: Emulator::Bochs,
                 smp: 2,
                 mem_mib: 128,
@@ -309,12 +309,12 @@ impl Suite<'_> {
     }
 
     fn noisy(&mut self, run: usize) {
-        let boot = |s: &mut Self, which: &str, iso: Iso| {
+        let boot = |s: &mut Self, which: &str, iso: PathBuf| {
             let what = format!("noisy-{which}-{run}");
             let log = s.log(&what);
             println!("xtask: bench: {what} (Bulkhead, QEMU TCG/SVM)");
             let r = runners::hypervisor(&HvBoot {
-                iso: &iso.iso,
+                iso: &iso,
                 emulator: Emulator::Qemu,
                 smp: 3,
                 mem_mib: 256,

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use super::Artifacts;
 use crate::qemu::{self, DirectLinux};
+use crate::runner;
+use crate::verdict::Outcome;
 
 /// The line `/init` prints first, followed by the uptime in seconds.
 pub const MARKER: &str = "LINUX USERSPACE up ";
@@ -191,28 +193,17 @@ pub fn boot_plain_qemu(artifacts: &Artifacts) -> Result<BootTime, String> {
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| format!("cannot start qemu-system-x86_64: {e}"))?;
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() < PLAIN_TIMEOUT => std::thread::sleep(POLL),
-            _ => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-        }
-    };
+    let outcome = runner::wait(&mut child, PLAIN_TIMEOUT);
     let time = watch.finish();
-    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let text = runner::read_log(&log);
     let time = BootTime {
         uptime_s: time.uptime_s.or_else(|| uptime_in(&text, "")),
         ..time
     };
     if time.uptime_s.is_none() {
-        let ended = match status {
-            Some(s) => format!("QEMU ended ({s})"),
-            None => format!("QEMU was killed after {} s", PLAIN_TIMEOUT.as_secs()),
+        let ended = match outcome {
+            Outcome::Exited { code } => format!("QEMU ended (status {code:?})"),
+            Outcome::TimedOut(t) => format!("QEMU was killed after {} s", t.as_secs()),
         };
         return Err(format!(
             "plain QEMU boot never printed `{MARKER}`: {ended}; serial log {}\n  \

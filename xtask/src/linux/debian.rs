@@ -50,21 +50,10 @@ pub fn kernel_version(package: &str) -> Option<&str> {
         .filter(|v| v.starts_with(|c: char| c.is_ascii_digit()))
 }
 
-/// Whether we run as root, from the effective uid in /proc (apt-get download and dpkg -x work
-/// without root, but `apt-get update` does not, and a half-working mix confuses more than it
-/// helps).
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status").is_ok_and(|status| {
-        status
-            .lines()
-            .find(|l| l.starts_with("Uid:"))
-            .and_then(|l| l.split_whitespace().nth(2))
-            == Some("0")
-    })
-}
-
+/// apt-get download and dpkg -x work without root, but `apt-get update` does not, and a
+/// half-working mix confuses more than it helps: all of it or none.
 fn may_use_apt() -> bool {
-    sys::on_path("apt-get") && sys::on_path("dpkg") && is_root()
+    sys::on_path("apt-get") && sys::on_path("dpkg") && sys::is_root()
 }
 
 /// What to run by hand where xtask may not (not root, or not Debian).
@@ -90,7 +79,7 @@ pub fn resolve_kernel(dest: &Path) -> Result<String, String> {
         return Ok(p);
     }
     println!("xtask: linux: the package lists do not know {KERNEL_META}; apt-get update");
-    output("apt-get", &["update", "-q"], None)?;
+    sys::apt(&["update", "-q"])?;
     let text = ask()?;
     kernel_package_from_depends(&text).ok_or_else(|| {
         format!("`apt-cache depends {KERNEL_META}` names no linux-image package:\n{text}")
@@ -123,7 +112,7 @@ pub fn download(dir: &Path, package: &str) -> Result<PathBuf, String> {
     let fetch = || output("apt-get", &["download", "-q", package], Some(dir));
     if fetch().is_err() {
         // The lists may be stale (a package superseded by a security update): refresh once.
-        output("apt-get", &["update", "-q"], None)?;
+        sys::apt(&["update", "-q"])?;
         fetch()?;
     }
     find_deb(dir, package).ok_or_else(|| {
